@@ -1,0 +1,13 @@
+.PHONY: run test setup bench
+
+run:    ## set everything up and run the pipeline on the embedded defaults
+	./devtools/run.sh
+
+test:   ## run the whole test suite (what .ci/run runs)
+	./devtools/test.sh
+
+setup:  ## install and migrate only
+	./devtools/setup.sh
+
+bench:  ## throughput of /track and the workers on this machine
+	./devtools/setup.sh && .venv/bin/python bench/track_throughput.py

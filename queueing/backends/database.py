@@ -1,0 +1,223 @@
+"""The `database` broker: a partitioned log in the Django database.
+
+Per subscription, each partition is consumed by one leased consumer at a time and in
+id order; partitions are shared evenly among the live consumers. Works beside other
+processes on SQLite (WAL, IMMEDIATE transactions) and on MySQL (row locks).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+
+import orjson
+from django.conf import settings
+from django.db import DatabaseError, transaction
+from django.db.models import Count, F, Q
+
+from queueing.broker import Broker, BrokerUnavailable, Consumer, OutgoingMessage, PartitionBacklog, ReceivedMessage
+from queueing.models import QueueConsumer, QueueLease, QueueMessage
+from queueing.topics import Topic, partition_for
+
+IDLE_POLL_SECONDS = 0.05
+
+
+class DatabaseBroker(Broker):
+    def __init__(self, *, partitions: int | None = None) -> None:
+        self.partitions = partitions or settings.QUEUE_PARTITIONS
+
+    def publish(self, messages: Sequence[OutgoingMessage]) -> None:
+        rows = [
+            QueueMessage(
+                topic=m.topic.name,
+                partition=partition_for(m.key, self.partitions),
+                subscription=m.topic.subscription,
+                key=m.key,
+                payload=orjson.dumps(m.payload).decode(),
+            )
+            for m in messages
+        ]
+        try:
+            with transaction.atomic():
+                QueueMessage.objects.bulk_create(rows)
+        except DatabaseError as exc:
+            raise BrokerUnavailable(f"database broker did not accept the publish: {exc}") from exc
+
+    def close(self) -> None:
+        """Nothing to flush: a publish is committed before it returns."""
+
+    def subscribe(self, *, topic: Topic, consumer_name: str) -> DatabaseConsumer:
+        return DatabaseConsumer(topic=topic, consumer_name=consumer_name, partitions=self.partitions)
+
+    def backlog(self, *, topic: Topic) -> list[PartitionBacklog]:
+        counts = {
+            (row["partition"], row["subscription"]): row["count"]
+            for row in QueueMessage.objects.filter(topic=topic.name)
+            .values("partition", "subscription")
+            .annotate(count=Count("id"))
+        }
+        keys = {(p, topic.subscription) for p in range(self.partitions)} | set(counts)
+        return [
+            PartitionBacklog(partition=topic.partition_url(p), subscription=s, count=counts.get((p, s), 0))
+            for p, s in sorted(keys)
+        ]
+
+
+class DatabaseConsumer(Consumer):
+    def __init__(self, *, topic: Topic, consumer_name: str, partitions: int) -> None:
+        self.topic = topic
+        self.partitions = partitions
+        self.owner = f"{consumer_name}:{uuid.uuid4().hex[:12]}"
+        self.lease_seconds = settings.QUEUE_LEASE_SECONDS
+        self.held: list[int] = []
+        self._next_maintenance = 0.0
+        # Delivered and not yet (n)acked, per partition: the next fetch continues after them.
+        self._inflight: dict[int, set[int]] = {}
+        self._scope = Q(subscription=topic.subscription, topic=topic.name)
+        QueueLease.objects.bulk_create(
+            [QueueLease(subscription=topic.subscription, topic=topic.name, partition=p) for p in range(partitions)],
+            ignore_conflicts=True,
+        )
+
+    # --- leases -----------------------------------------------------------------------
+
+    def _maintain_leases(self) -> None:
+        now = time.time()
+        if now < self._next_maintenance:
+            return
+        self._next_maintenance = now + self.lease_seconds / 3
+        expires = now + self.lease_seconds
+        with transaction.atomic():
+            QueueConsumer.objects.update_or_create(
+                subscription=self.topic.subscription, topic=self.topic.name, owner=self.owner,
+                defaults={"last_seen": now},
+            )  # fmt: skip
+            consumers = QueueConsumer.objects.filter(self._scope)
+            consumers.filter(last_seen__lt=now - 10 * self.lease_seconds).delete()
+            live = consumers.filter(last_seen__gte=now - self.lease_seconds).count()
+            target = math.ceil(self.partitions / max(live, 1))
+            leases = QueueLease.objects.filter(self._scope)
+            leases.filter(owner=self.owner).update(expires_at=expires)
+            held = sorted(leases.filter(owner=self.owner).values_list("partition", flat=True))
+            busy = {p for p, ids in self._inflight.items() if ids}
+            # Give back partitions beyond our fair share, never one with messages in flight.
+            for partition in reversed(held):
+                if len(held) <= target:
+                    break
+                if partition not in busy:
+                    leases.filter(partition=partition, owner=self.owner).update(owner="", expires_at=0.0)
+                    held.remove(partition)
+            if len(held) < target:
+                free = leases.filter(expires_at__lt=now).exclude(owner=self.owner).values_list("partition", flat=True)
+                for partition in sorted(free):
+                    if len(held) >= target:
+                        break
+                    taken = leases.filter(Q(expires_at__lt=now) | Q(owner=self.owner), partition=partition).update(
+                        owner=self.owner, expires_at=expires
+                    )
+                    if taken:
+                        held.append(partition)
+        self.held = sorted(held)
+
+    # --- consuming --------------------------------------------------------------------
+
+    def receive(self, *, max_messages: int, timeout: float) -> list[ReceivedMessage]:
+        deadline = time.monotonic() + timeout
+        while True:
+            self._maintain_leases()
+            messages = self._fetch(max_messages)
+            remaining = deadline - time.monotonic()
+            if messages or remaining <= 0:
+                return messages
+            time.sleep(min(IDLE_POLL_SECONDS, remaining))
+
+    def _fetch(self, max_messages: int) -> list[ReceivedMessage]:
+        now = time.time()
+        rows: list[QueueMessage] = []
+        for partition in self.held:
+            if len(rows) >= max_messages:
+                break
+            after = max(self._inflight.get(partition) or {0})
+            head = (
+                QueueMessage.objects.filter(self._scope, partition=partition, id__gt=after)
+                .order_by("id")
+                .only("id", "partition", "key", "payload", "deliveries", "available_at")[: max_messages - len(rows)]
+            )
+            for row in head:
+                if row.available_at > now:
+                    break  # a message waiting for redelivery holds back the ones after it: key order
+                rows.append(row)
+        if not rows:
+            return []
+        # Delivered more than MAX_REDELIVERIES + 1 times and never (n)acked: its consumers
+        # died on it. It goes to the dead-letter topic instead of killing the next one.
+        dead = [r for r in rows if r.deliveries > settings.MAX_REDELIVERIES]
+        if dead:
+            self._dead_letter(dead, error="not acknowledged after the maximum number of deliveries")
+            rows = [r for r in rows if r.deliveries <= settings.MAX_REDELIVERIES]
+        QueueMessage.objects.filter(id__in=[r.id for r in rows]).update(deliveries=F("deliveries") + 1)
+        messages = []
+        for row in rows:
+            self._inflight.setdefault(row.partition, set()).add(row.id)
+            messages.append(
+                ReceivedMessage(
+                    id=row.id,
+                    topic=self.topic,
+                    partition=row.partition,
+                    key=row.key,
+                    payload=orjson.loads(row.payload),
+                    redelivery_count=row.deliveries,
+                )
+            )
+        return messages
+
+    def _settle(self, messages: Iterable[ReceivedMessage]) -> None:
+        for m in messages:
+            self._inflight.get(m.partition, set()).discard(m.id)
+
+    def acknowledge(self, messages: Sequence[ReceivedMessage]) -> None:
+        if messages:
+            QueueMessage.objects.filter(id__in=[m.id for m in messages]).delete()
+        self._settle(messages)
+
+    def negative_acknowledge(self, messages: Sequence[ReceivedMessage], *, error: str = "") -> None:
+        exhausted = [m for m in messages if m.redelivery_count >= settings.MAX_REDELIVERIES]
+        retry = [m.id for m in messages if m.redelivery_count < settings.MAX_REDELIVERIES]
+        if retry:
+            QueueMessage.objects.filter(id__in=retry).update(
+                available_at=time.time() + settings.QUEUE_NACK_DELAY_SECONDS, error=error[:10_000]
+            )
+        if exhausted:
+            self._dead_letter(QueueMessage.objects.filter(id__in=[m.id for m in exhausted]), error=error)
+        self._settle(messages)
+
+    def _dead_letter(self, rows: Iterable[QueueMessage], *, error: str) -> None:
+        dlq = self.topic.dead_letter
+        with transaction.atomic():
+            rows = list(rows)
+            QueueMessage.objects.bulk_create(
+                [
+                    QueueMessage(
+                        topic=dlq.name,
+                        partition=r.partition,
+                        subscription=dlq.subscription,
+                        key=r.key,
+                        payload=r.payload,
+                        deliveries=0,
+                        error=(error or r.error)[:10_000],
+                    )
+                    for r in rows
+                ]
+            )
+            QueueMessage.objects.filter(id__in=[r.id for r in rows]).delete()
+
+    def redeliver_unacknowledged(self) -> None:
+        self._inflight.clear()
+
+    def close(self) -> None:
+        with transaction.atomic():
+            QueueLease.objects.filter(self._scope, owner=self.owner).update(owner="", expires_at=0.0)
+            QueueConsumer.objects.filter(self._scope, owner=self.owner).delete()
+        self.held = []

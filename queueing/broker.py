@@ -1,0 +1,95 @@
+"""The Broker interface (DESIGN.md sections 2-3).
+
+The API and the workers only see this interface; the backend is chosen by
+QUEUE_BACKEND and imported only when selected.
+"""
+
+from __future__ import annotations
+
+import abc
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+
+from queueing.topics import Topic
+
+SCHEMA_VERSION = 1
+
+
+class BrokerUnavailable(Exception):
+    """The broker did not confirm a publish; nothing of that publish may be claimed as accepted."""
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    topic: Topic
+    key: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ReceivedMessage:
+    id: int | str
+    topic: Topic
+    partition: int
+    key: str
+    payload: dict[str, Any]
+    redelivery_count: int
+
+
+@dataclass(frozen=True)
+class PartitionBacklog:
+    partition: str
+    subscription: str
+    count: int
+
+
+class Consumer(abc.ABC):
+    """One consumer of one subscription; per key, messages arrive in order."""
+
+    @abc.abstractmethod
+    def receive(self, *, max_messages: int, timeout: float) -> list[ReceivedMessage]:
+        """Returns as soon as messages are available, or an empty list after `timeout` seconds."""
+
+    @abc.abstractmethod
+    def acknowledge(self, messages: Sequence[ReceivedMessage]) -> None: ...
+
+    @abc.abstractmethod
+    def negative_acknowledge(self, messages: Sequence[ReceivedMessage], *, error: str = "") -> None:
+        """Redelivers after a delay; after MAX_REDELIVERIES the message goes to the dead-letter topic."""
+
+    @abc.abstractmethod
+    def redeliver_unacknowledged(self) -> None:
+        """Forgets what is in flight after an error, so those messages are delivered again."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+
+class Broker(abc.ABC):
+    @abc.abstractmethod
+    def publish(self, messages: Sequence[OutgoingMessage]) -> None:
+        """All or nothing; returns only once the broker has confirmed. Raises BrokerUnavailable."""
+
+    @abc.abstractmethod
+    def subscribe(self, *, topic: Topic, consumer_name: str) -> Consumer: ...
+
+    @abc.abstractmethod
+    def backlog(self, *, topic: Topic) -> list[PartitionBacklog]:
+        """Unacknowledged messages per partition and subscription, every partition listed."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Flushes and releases connections."""
+
+
+@functools.cache
+def get_broker() -> Broker:
+    if settings.QUEUE_BACKEND == "database":
+        from queueing.backends.database import DatabaseBroker
+
+        return DatabaseBroker()
+    raise RuntimeError(f"QUEUE_BACKEND={settings.QUEUE_BACKEND!r} has no implementation")

@@ -1,0 +1,185 @@
+"""The worker loop shared by every worker type (DESIGN.md section 6).
+
+A worker consumes one topic in batches, hands a batch to `handle`, acknowledges what
+succeeded and negatively acknowledges what failed. Signals only set a flag: the batch
+in hand is finished and settled before the process exits 0.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable, Sequence
+from typing import ParamSpec, TypeVar
+
+from django.db import DatabaseError, close_old_connections
+from django.utils import timezone
+
+from queueing import faults
+from queueing.broker import Broker, ReceivedMessage, get_broker
+from queueing.models import DEFAULT_ENABLED, WorkerHeartbeat, WorkerSettings
+from queueing.topics import Topic
+
+invoker_log = logging.getLogger("queueing.invokers")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+SETTINGS_REFRESH_SECONDS = 2.0
+IDLE_RECEIVE_SECONDS = 0.5
+
+
+def format_duration(seconds: float) -> str:
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes):02d}:{rest:06.3f}"
+
+
+def invoked(func: Callable[P, R]) -> Callable[P, R]:
+    """Logs `Invoked <dotted.name>. Finished in 00:00.075` at DEBUG, as the reference workers do."""
+    name = f"{func.__module__}.{func.__qualname__}"
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        started = time.perf_counter()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            if invoker_log.isEnabledFor(logging.DEBUG):
+                invoker_log.debug("Invoked %s. Finished in %s", name, format_duration(time.perf_counter() - started))
+
+    return wrapper
+
+
+def get_worker_settings(worker_type: str) -> WorkerSettings:
+    settings_row, _ = WorkerSettings.objects.get_or_create(
+        worker_type=worker_type, defaults={"enabled": DEFAULT_ENABLED.get(worker_type, False)}
+    )
+    return settings_row
+
+
+class Worker:
+    worker_type: str
+    topic: Topic
+
+    def __init__(self, *, broker: Broker | None = None) -> None:
+        self.broker = broker or get_broker()
+        self.stopping = False
+        self.processed = 0
+        self.host = socket.gethostname()
+        self.consumer = self.broker.subscribe(
+            topic=self.topic, consumer_name=f"{self.worker_type}@{self.host}:{os.getpid()}"
+        )
+        self.config = get_worker_settings(self.worker_type)
+        self._heartbeat: WorkerHeartbeat | None = None
+        self._next_refresh = 0.0
+
+    def handle(self, messages: Sequence[ReceivedMessage]) -> dict[int | str, str]:
+        """Processes a batch; returns {message id: error} for the messages that failed."""
+        raise NotImplementedError
+
+    # --- one step ---------------------------------------------------------------------
+
+    def collect(self) -> list[ReceivedMessage]:
+        """Waits for up to max_batch_size messages: until min_batch_size are in, or the first
+        has waited max_time_in_buffer seconds. Returns [] soon when nothing arrives."""
+        config = self.config
+        batch = self.consumer.receive(max_messages=config.max_batch_size, timeout=IDLE_RECEIVE_SECONDS)
+        if not batch:
+            return []
+        first_arrived = time.monotonic()
+        while len(batch) < config.min_batch_size and not self.stopping:
+            remaining = config.max_time_in_buffer - (time.monotonic() - first_arrived)
+            if remaining <= 0:
+                break
+            batch += self.consumer.receive(
+                max_messages=config.max_batch_size - len(batch), timeout=min(remaining, IDLE_RECEIVE_SECONDS)
+            )
+        return batch
+
+    def process_batch(self) -> int:
+        """Collects one batch, processes it, settles every message; returns how many there were."""
+        batch = self.collect()
+        if not batch:
+            return 0
+        try:
+            failures = self.handle(batch)
+        except Exception:
+            # One bad message must not hold back a whole batch: retry each alone to find it.
+            logging.getLogger(__name__).exception("Batch of %d failed; retrying its messages one by one", len(batch))
+            failures = {}
+            for message in batch:
+                try:
+                    failures.update(self.handle([message]))
+                except Exception as exc:
+                    failures[message.id] = f"{type(exc).__name__}: {exc}"
+        faults.pause_at("before_ack")
+        self.consumer.acknowledge([m for m in batch if m.id not in failures])
+        failed = [m for m in batch if m.id in failures]
+        if failed:
+            logging.getLogger(__name__).warning(
+                "Negatively acknowledged %d message(s): %s", len(failed), "; ".join(sorted(set(failures.values())))
+            )
+            self.consumer.negative_acknowledge(failed, error="; ".join(sorted(set(failures.values()))))
+        self.processed += len(batch)
+        return len(batch)
+
+    # --- the loop ---------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Re-reads the settings (logging level, bulker) and writes the heartbeat."""
+        now = time.monotonic()
+        if now < self._next_refresh:
+            return
+        self._next_refresh = now + SETTINGS_REFRESH_SECONDS
+        self.config = get_worker_settings(self.worker_type)
+        logging.getLogger().setLevel(self.config.logging_level)
+        self.beat()
+
+    def beat(self, *, stopped: bool = False) -> None:
+        now = timezone.now()
+        if self._heartbeat is None:
+            self._heartbeat = WorkerHeartbeat.objects.create(
+                worker_type=self.worker_type, host=self.host, pid=os.getpid(), started_at=now, last_seen=now
+            )
+        self._heartbeat.last_seen = now
+        self._heartbeat.processed = self.processed
+        self._heartbeat.stopped = stopped
+        self._heartbeat.save(update_fields=["last_seen", "processed", "stopped"])
+
+    def request_stop(self, signum: int, _frame: object) -> None:
+        logging.getLogger(__name__).info("Received %s; finishing the current batch", signal.Signals(signum).name)
+        self.stopping = True
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+        log = logging.getLogger(__name__)
+        log.info("Worker %s started (pid %d, topic %s)", self.worker_type, os.getpid(), self.topic.url)
+        try:
+            while not self.stopping:
+                try:
+                    self.refresh()
+                    self.process_batch()
+                except DatabaseError:
+                    # The database may be briefly locked or gone; what was not acknowledged is
+                    # delivered again, and the stores are idempotent for redelivered messages.
+                    log.exception("Database error in the worker loop; retrying in 1s")
+                    self.consumer.redeliver_unacknowledged()
+                    time.sleep(1.0)
+                close_old_connections()
+        finally:
+            self.consumer.close()
+            self.broker.close()
+            self.beat(stopped=True)
+            log.info("Worker %s stopped after %d message(s)", self.worker_type, self.processed)
+
+
+# Worker types and their classes; imported only when a worker of that type starts.
+WORKER_CLASSES = {
+    "collector": "tracking.workers.collector.CollectorWorker",
+    "background": "storage.workers.background.BackgroundWorker",
+}

@@ -1,0 +1,151 @@
+"""The `database` store: Django ORM tables holding JSON documents."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from storage.documents import apply_operations, merge_session, new_profile
+from storage.jobs import ProfileChange, SessionChange
+from storage.models import EventRecord, ProfileRecord, SessionRecord
+from storage.store import Entity, SaveResult, Store
+
+APPLIED_JOBS_KEPT = 500
+MODELS = {"profile": ProfileRecord, "session": SessionRecord, "event": EventRecord}
+FILTERS = {
+    "profile": set(),
+    "session": {"profile_id", "source_id"},
+    "event": {"profile_id", "session_id", "source_id", "type"},
+}
+ORDERING = {"profile": "-updated_at", "session": "-updated_at", "event": "-time"}
+
+
+def _parse_time(value: str | None, default: datetime) -> datetime:
+    if not value:
+        return default
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return default
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.UTC)
+
+
+class DatabaseStore(Store):
+    def apply_profile_changes(self, changes: Sequence[ProfileChange]) -> SaveResult:
+        result = SaveResult()
+        if not changes:
+            return result
+        now = timezone.now()
+        stamp = now.isoformat()
+        ids = list(dict.fromkeys(c.profile_id for c in changes))
+        with transaction.atomic():
+            existing = {p.id: p for p in ProfileRecord.objects.select_for_update().filter(id__in=ids)}
+            to_create, to_update = [], []
+            for profile_id in ids:
+                record = existing.get(profile_id)
+                doc = record.document if record else new_profile(profile_id, now=stamp)
+                applied = list(record.applied_jobs) if record else []
+                for change in (c for c in changes if c.profile_id == profile_id):
+                    if change.job_id in applied:
+                        continue  # redelivered: already applied once
+                    try:
+                        # On a copy: a job whose operations fail leaves no half-applied change.
+                        doc = apply_operations(copy.deepcopy(doc), change.operations, now=stamp)
+                    except ValueError as exc:
+                        result.errors[profile_id] = str(exc)
+                        continue
+                    applied.append(change.job_id)
+                applied = applied[-APPLIED_JOBS_KEPT:]
+                if record:
+                    record.document, record.applied_jobs, record.updated_at = doc, applied, now
+                    to_update.append(record)
+                else:
+                    to_create.append(
+                        ProfileRecord(id=profile_id, document=doc, applied_jobs=applied, created_at=now, updated_at=now)
+                    )
+            ProfileRecord.objects.bulk_create(to_create)
+            ProfileRecord.objects.bulk_update(to_update, ["document", "applied_jobs", "updated_at"])
+        result.saved = len(to_create) + len(to_update)
+        return result
+
+    def save_sessions(self, changes: Sequence[SessionChange]) -> SaveResult:
+        result = SaveResult()
+        if not changes:
+            return result
+        now = timezone.now()
+        ids = list(dict.fromkeys(c.id for c in changes))
+        with transaction.atomic():
+            existing = {s.id: s for s in SessionRecord.objects.select_for_update().filter(id__in=ids)}
+            docs: dict[str, dict[str, Any]] = {sid: rec.document for sid, rec in existing.items()}
+            for change in changes:
+                docs[change.id] = merge_session(docs.get(change.id), change)
+            to_create, to_update = [], []
+            for session_id in ids:
+                doc = docs[session_id]
+                profile_id = (doc.get("profile") or {}).get("id")
+                record = existing.get(session_id)
+                if record:
+                    record.document, record.profile_id, record.updated_at = doc, profile_id, now
+                    to_update.append(record)
+                else:
+                    created = _parse_time(doc["metadata"]["time"].get("insert"), now)
+                    to_create.append(
+                        SessionRecord(
+                            id=session_id,
+                            profile_id=profile_id,
+                            source_id=doc["source"]["id"],
+                            document=doc,
+                            created_at=created,
+                            updated_at=now,
+                        )
+                    )
+            SessionRecord.objects.bulk_create(to_create)
+            SessionRecord.objects.bulk_update(to_update, ["document", "profile_id", "updated_at"])
+        result.saved = len(ids)
+        return result
+
+    def save_events(self, events: Sequence[dict[str, Any]]) -> SaveResult:
+        result = SaveResult()
+        now = timezone.now()
+        records = {}
+        for event in events:
+            records[event["id"]] = EventRecord(
+                id=event["id"],
+                type=event["type"],
+                profile_id=(event.get("profile") or {}).get("id"),
+                session_id=(event.get("session") or {}).get("id"),
+                source_id=event["source"]["id"],
+                time=_parse_time(event.get("metadata", {}).get("time", {}).get("insert"), now),
+                document=event,
+            )
+        if records:
+            EventRecord.objects.bulk_create(
+                list(records.values()),
+                update_conflicts=True,
+                unique_fields=["id"],
+                update_fields=["type", "profile_id", "session_id", "source_id", "time", "document"],
+            )
+        result.saved = len(records)
+        return result
+
+    def get(self, entity: Entity, id: str) -> dict[str, Any] | None:
+        record = MODELS[entity].objects.filter(id=id).only("document").first()
+        return record.document if record else None
+
+    def _queryset(self, entity: Entity, filters: dict[str, str]):
+        unknown = set(filters) - FILTERS[entity]
+        if unknown:
+            raise ValueError(f"cannot filter {entity}s by {', '.join(sorted(unknown))}")
+        return MODELS[entity].objects.filter(**filters)
+
+    def search(self, entity: Entity, *, limit: int = 100, **filters: str) -> list[dict[str, Any]]:
+        rows = self._queryset(entity, filters).order_by(ORDERING[entity]).values_list("document", flat=True)
+        return list(rows[:limit])
+
+    def count(self, entity: Entity, **filters: str) -> int:
+        return self._queryset(entity, filters).count()

@@ -1,0 +1,55 @@
+"""The Store interface (DESIGN.md section 2); the backend is chosen by STORE_BACKEND."""
+
+from __future__ import annotations
+
+import abc
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from django.conf import settings
+
+from storage.jobs import ProfileChange, SessionChange
+
+Entity = Literal["profile", "session", "event"]
+
+
+@dataclass
+class SaveResult:
+    saved: int = 0
+    # Document id -> why it was not saved; the messages carrying it are not acknowledged.
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+class Store(abc.ABC):
+    @abc.abstractmethod
+    def apply_profile_changes(self, changes: Sequence[ProfileChange]) -> SaveResult:
+        """Applies each change's operations in the given order, each job at most once."""
+
+    @abc.abstractmethod
+    def save_sessions(self, changes: Sequence[SessionChange]) -> SaveResult:
+        """Creates or merges sessions (context and properties merged, in the given order)."""
+
+    @abc.abstractmethod
+    def save_events(self, events: Sequence[dict[str, Any]]) -> SaveResult:
+        """Upserts events by id: saving one twice leaves one document."""
+
+    @abc.abstractmethod
+    def get(self, entity: Entity, id: str) -> dict[str, Any] | None: ...
+
+    @abc.abstractmethod
+    def search(self, entity: Entity, *, limit: int = 100, **filters: str) -> list[dict[str, Any]]:
+        """Newest first. Filters: profile_id, session_id, source_id and, for events, type."""
+
+    @abc.abstractmethod
+    def count(self, entity: Entity, **filters: str) -> int: ...
+
+
+@functools.cache
+def get_store() -> Store:
+    if settings.STORE_BACKEND == "database":
+        from storage.backends.database import DatabaseStore
+
+        return DatabaseStore()
+    raise RuntimeError(f"STORE_BACKEND={settings.STORE_BACKEND!r} has no implementation")

@@ -1,0 +1,78 @@
+"""The background worker: consumes system/functions and bulk-saves profiles, sessions, events.
+
+A message is acknowledged only when every document it carries was saved; the ones
+whose documents failed are negatively acknowledged and, after MAX_REDELIVERIES,
+dead-lettered.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+from django.conf import settings
+
+from queueing import faults
+from queueing.broker import ReceivedMessage
+from queueing.topics import FUNCTIONS
+from queueing.worker import Worker, invoked
+from storage.jobs import InvalidJob, StorageJob
+from storage.store import SaveResult, Store, get_store
+
+logger = logging.getLogger("storage.workers")
+
+
+def _timed_save(label: str, save: Callable[[], SaveResult]) -> SaveResult:
+    started = time.perf_counter()
+    result = save()
+    logger.info(
+        "%s: Saved %d, Errors=%d, ErrorIds=%s, Time=%s, Context=%s/%s",
+        label,
+        result.saved,
+        len(result.errors),
+        list(result.errors),
+        time.perf_counter() - started,
+        settings.TENANT,
+        settings.PRODUCTION,
+    )
+    return result
+
+
+@invoked
+def store_bulk_jobs(store: Store, messages: Sequence[ReceivedMessage]) -> dict[int | str, str]:
+    failures: dict[int | str, str] = {}
+    jobs: list[tuple[ReceivedMessage, StorageJob]] = []
+    for message in messages:
+        try:
+            jobs.append((message, StorageJob.from_payload(message.payload)))
+        except InvalidJob as exc:
+            failures[message.id] = str(exc)
+    if not jobs:
+        return failures
+    profiles = _timed_save("Profiles", lambda: store.apply_profile_changes([j.profile for _, j in jobs if j.profile]))
+    faults.pause_at("after_profiles_saved")
+    sessions = _timed_save("Sessions", lambda: store.save_sessions([j.session for _, j in jobs if j.session]))
+    events = _timed_save("Events", lambda: store.save_events([e for _, j in jobs for e in j.events]))
+    for message, job in jobs:
+        errors = []
+        if job.profile and job.profile.profile_id in profiles.errors:
+            errors.append(f"profile {job.profile.profile_id}: {profiles.errors[job.profile.profile_id]}")
+        if job.session and job.session.id in sessions.errors:
+            errors.append(f"session {job.session.id}: {sessions.errors[job.session.id]}")
+        errors += [f"event {e['id']}: {events.errors[e['id']]}" for e in job.events if e["id"] in events.errors]
+        if errors:
+            failures[message.id] = "; ".join(errors)
+    return failures
+
+
+class BackgroundWorker(Worker):
+    worker_type = "background"
+    topic = FUNCTIONS
+
+    def __init__(self, *, store: Store | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.store = store or get_store()
+
+    def handle(self, messages: Sequence[ReceivedMessage]) -> dict[int | str, str]:
+        return store_bulk_jobs(self.store, messages)

@@ -1,0 +1,272 @@
+"""Settings, read from the environment.
+
+Every value has a default for the embedded mode (SQLite, database broker, database
+store). A bad value stops start-up with a message naming the variable and what it
+accepts: a pipeline that silently falls back to a default loses data in ways that are
+hard to see later.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
+
+
+def _fail(name: str, value: str, allowed: str) -> ImproperlyConfigured:
+    return ImproperlyConfigured(f"Bad value for environment variable {name}={value!r}: {allowed}.")
+
+
+def env_str(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise _fail(name, raw, "allowed values are 1/true/yes/on or 0/false/no/off")
+
+
+def env_int(name: str, default: int, *, minimum: int, maximum: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise _fail(name, raw, f"an integer from {minimum} to {maximum} is required") from None
+    if not minimum <= value <= maximum:
+        raise _fail(name, raw, f"an integer from {minimum} to {maximum} is required")
+    return value
+
+
+def env_float(name: str, default: float, *, minimum: float, maximum: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise _fail(name, raw, f"a number from {minimum} to {maximum} is required") from None
+    if not minimum <= value <= maximum:
+        raise _fail(name, raw, f"a number from {minimum} to {maximum} is required")
+    return value
+
+
+def env_choice(name: str, default: str, allowed: dict[str, str | None]) -> str:
+    """`allowed` maps each accepted value to None, or to the reason it cannot be used yet."""
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    usable = ", ".join(sorted(k for k, why in allowed.items() if why is None))
+    if value not in allowed:
+        raise _fail(name, raw, f"allowed values are: {usable}")
+    if allowed[value] is not None:
+        raise _fail(name, raw, f"{allowed[value]}; allowed values are: {usable}")
+    return value
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def database_from_url(name: str, default: str) -> dict:
+    """Parses DATABASE_URL: sqlite:///relative/or//absolute/path or mysql://user:pass@host:port/db."""
+    raw = os.environ.get(name) or default
+    url = urlparse(raw)
+    timeout = env_float("DATABASE_TIMEOUT_SECONDS", 20.0, minimum=0.05, maximum=600.0)
+    if url.scheme == "sqlite":
+        path = Path(unquote(url.path[1:] if url.path.startswith("/") else url.path))
+        if not path.is_absolute():
+            path = BASE_DIR / path
+        return {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(path),
+            "OPTIONS": {
+                # WAL lets readers run beside the one writer; IMMEDIATE takes the write
+                # lock at BEGIN so two writers never deadlock on a lock upgrade.
+                "timeout": timeout,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+            "TEST": {"NAME": str(path.with_name(path.stem + "-test" + path.suffix))},
+        }
+    if url.scheme == "mysql":
+        if not url.path.strip("/"):
+            raise _fail(name, raw, "a MySQL URL needs a database name: mysql://user:pass@host:3306/db")
+        return {
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": url.path.strip("/"),
+            "USER": unquote(url.username or ""),
+            "PASSWORD": unquote(url.password or ""),
+            "HOST": url.hostname or "127.0.0.1",
+            "PORT": str(url.port or 3306),
+            "OPTIONS": {
+                "charset": "utf8mb4",
+                "connect_timeout": int(max(timeout, 1)),
+                "isolation_level": "read committed",
+            },
+            "TEST": {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_bin"},
+        }
+    raise _fail(name, raw, "use sqlite:///path/to/file.sqlite3 or mysql://user:password@host:port/database")
+
+
+def _secret_key() -> str:
+    key = os.environ.get("SECRET_KEY")
+    if key:
+        return key
+    # Zero setup on a laptop: generate one key and keep it, so sessions survive restarts.
+    key_file = VAR_DIR / "secret_key"
+    if not key_file.exists():
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(secrets.token_urlsafe(50))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+# --- Django -------------------------------------------------------------------------
+
+SECRET_KEY = _secret_key()
+DEBUG = env_bool("DEBUG", False)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "console",  # first: its admin templates extend the admin's
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_q",
+    "tracking",
+    "queueing",
+    "storage",
+]
+
+MIDDLEWARE = [
+    "tracking.middleware.ProcessTimeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    # Serves the admin's static files from gunicorn, so the laptop run needs no web server.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "tracardi_site.urls"
+WSGI_APPLICATION = "tracardi_site.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+DATABASES = {"default": database_from_url("DATABASE_URL", "sqlite:///var/tracardi.sqlite3")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+# /track reads its body itself and enforces TRACK_MAX_BODY_BYTES with a 413.
+DATA_UPLOAD_MAX_MEMORY_SIZE = None
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        # Token first, so an anonymous caller gets 401 with WWW-Authenticate, not 403.
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+
+# django-q2 runs scheduled housekeeping on the ORM broker (same database, no server).
+Q_CLUSTER = {"name": "tracardi", "orm": "default", "workers": 1, "timeout": 60, "retry": 120}
+
+# --- Pipeline -----------------------------------------------------------------------
+
+QUEUE_BACKEND = env_choice(
+    "QUEUE_BACKEND",
+    "database",
+    {"database": None, "pulsar": "the pulsar broker is not available in this version yet"},
+)
+STORE_BACKEND = env_choice(
+    "STORE_BACKEND",
+    "database",
+    {"database": None, "elasticsearch": "the elasticsearch store is not available in this version yet"},
+)
+TENANT = env_str("TENANT", "tracardi")
+if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,62}", TENANT):
+    raise _fail("TENANT", TENANT, "use 1-63 lower-case letters, digits, '-' or '_'")
+PRODUCTION = env_bool("PRODUCTION", True)
+QUEUE_PARTITIONS = env_int("QUEUE_PARTITIONS", 4, minimum=1, maximum=256)
+MAX_REDELIVERIES = env_int("MAX_REDELIVERIES", 5, minimum=0, maximum=1000)
+QUEUE_NACK_DELAY_SECONDS = env_float("QUEUE_NACK_DELAY_SECONDS", 1.0, minimum=0.0, maximum=3600.0)
+QUEUE_LEASE_SECONDS = env_float("QUEUE_LEASE_SECONDS", 10.0, minimum=1.0, maximum=600.0)
+TRACK_MAX_BODY_BYTES = env_int("TRACK_MAX_BODY_BYTES", 1024 * 1024, minimum=1024, maximum=1024**3)
+TRACK_MAX_EVENTS = env_int("TRACK_MAX_EVENTS", 1000, minimum=1, maximum=100_000)
+TRACK_RETRY_AFTER_SECONDS = env_int("TRACK_RETRY_AFTER_SECONDS", 5, minimum=1, maximum=3600)
+SOURCE_CACHE_SECONDS = env_float("SOURCE_CACHE_SECONDS", 2.0, minimum=0.0, maximum=2.0)
+# Testing knob for crash tests: "<point>:<seconds>" pauses a worker there (see queueing/faults.py).
+FAULT_INJECT = env_str("FAULT_INJECT", "")
+
+LOG_LEVEL = env_choice(
+    "LOG_LEVEL",
+    "info",
+    {level: None for level in ("debug", "info", "warning", "error", "critical")},
+).upper()
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        # The reference page's format: "<time>: INFO: <message>: (<logger>:<file>:<line>)".
+        "tracardi": {"format": "%(asctime)s: %(levelname)s: %(message)s: (%(name)s:%(filename)s:%(lineno)d)"}
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "tracardi"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+}

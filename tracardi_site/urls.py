@@ -1,0 +1,11 @@
+"""Root URLs: the tracking API, the queue API, the console and the admin."""
+
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("", include("tracking.urls")),
+    path("queue/", include("queueing.urls")),
+    path("admin/console/", include("console.urls")),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,215 @@
+"""Processing of a tracker payload: one code path for the API and the collector worker.
+
+`resolve_identity` writes the identity registry (the only synchronous write);
+`build_storage_jobs` is pure; `track` and `enqueue` publish and return only after the
+broker confirmed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from queueing.broker import SCHEMA_VERSION, Broker, OutgoingMessage
+from queueing.topics import COLLECTOR, FUNCTIONS
+from storage.jobs import ProfileChange, ProfileOperation, SessionChange, StorageJob
+from tracking.models import SessionIdentity
+from tracking.selectors import SourceSnapshot
+
+# Never stored with an event: credentials of the visitor or of the caller.
+SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+JOB_NAMESPACE = uuid.UUID("6f1c8f1e-5a57-4b59-9d1f-8f0f6c1d2a10")
+
+
+@dataclass(frozen=True)
+class RequestMeta:
+    ip: str | None
+    headers: dict[str, str]
+    received_at: str  # ISO 8601, UTC
+
+
+@dataclass(frozen=True)
+class Identity:
+    session_id: str
+    profile_id: str | None
+    new_session: bool
+    new_profile: bool
+
+    @property
+    def key(self) -> str:
+        """Messages are keyed by profile, or by session before a profile exists."""
+        return self.profile_id or self.session_id
+
+
+@dataclass
+class TrackResult:
+    identity: Identity
+    event_ids: list[str]
+    warnings: list[str] = field(default_factory=list)
+    task_id: str | None = None
+
+
+def request_headers(meta: dict[str, Any]) -> dict[str, str]:
+    """HTTP headers from a WSGI environ, minus Authorization and Cookie."""
+    headers = {}
+    for name, value in meta.items():
+        if name.startswith("HTTP_"):
+            header = name[5:].replace("_", "-").lower()
+        elif name in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            header = name.replace("_", "-").lower()
+        else:
+            continue
+        if header not in SECRET_HEADERS:
+            headers[header] = str(value)
+    return headers
+
+
+def resolve_identity(*, source: SourceSnapshot, payload: dict[str, Any]) -> Identity:
+    """Finds or registers the session's profile (DESIGN.md section 4).
+
+    A new session gets a new profile, unless the client's profile id is one this system
+    issued before (a returning visitor) or the source trusts static profile ids.
+    """
+    session_id = (payload.get("session") or {}).get("id") or str(uuid.uuid4())
+    client_profile = (payload.get("profile") or {}).get("id")
+    if payload.get("profile_less"):
+        return Identity(session_id=session_id, profile_id=None, new_session=False, new_profile=False)
+
+    existing = SessionIdentity.objects.filter(session_id=session_id).values_list("profile_id", flat=True).first()
+    if existing is not None:
+        if source.static_profile_id and client_profile and client_profile != existing:
+            return Identity(
+                session_id=session_id,
+                profile_id=client_profile,
+                new_session=False,
+                new_profile=not _profile_known(client_profile),
+            )
+        return Identity(session_id=session_id, profile_id=existing, new_session=False, new_profile=False)
+
+    if client_profile and (source.static_profile_id or _profile_known(client_profile)):
+        candidate, new_profile = client_profile, not _profile_known(client_profile)
+    else:
+        candidate, new_profile = str(uuid.uuid4()), True
+    record, created = SessionIdentity.objects.get_or_create(
+        session_id=session_id, defaults={"profile_id": candidate, "source_id": source.id}
+    )
+    if not created:  # a concurrent first request of this session registered it first
+        return Identity(session_id=session_id, profile_id=record.profile_id, new_session=False, new_profile=False)
+    return Identity(session_id=session_id, profile_id=candidate, new_session=True, new_profile=new_profile)
+
+
+def _profile_known(profile_id: str) -> bool:
+    return SessionIdentity.objects.filter(profile_id=profile_id).exists()
+
+
+def _event_document(
+    event: dict[str, Any], *, source: SourceSnapshot, identity: Identity, meta: RequestMeta
+) -> dict[str, Any]:
+    return {
+        "id": event["id"],
+        "type": event["type"],
+        "metadata": {
+            "time": {"insert": meta.received_at, "create": event.get("time") or meta.received_at},
+            "valid": True,
+        },
+        "source": {"id": source.id},
+        "session": {"id": identity.session_id},
+        "profile": {"id": identity.profile_id} if identity.profile_id else None,
+        "properties": event["properties"],
+        "context": event["context"],
+        "options": event["options"],
+        "tags": event["tags"],
+        "request": {"ip": meta.ip, "headers": meta.headers},
+    }
+
+
+def profile_operations(
+    *, identity: Identity, events: list[dict[str, Any]], meta: RequestMeta
+) -> list[ProfileOperation]:
+    operations = []
+    if identity.new_session:
+        operations += [
+            ProfileOperation("increment", "metadata.time.visit.count", 1),
+            ProfileOperation("set", "metadata.time.visit.last", meta.received_at),
+        ]
+    if events:
+        operations.append(ProfileOperation("increment", "stats.events", len(events)))
+    return operations
+
+
+def build_storage_jobs(
+    *,
+    source: SourceSnapshot,
+    payload: dict[str, Any],
+    meta: RequestMeta,
+    identity: Identity,
+    job_id: str,
+) -> list[StorageJob]:
+    options = payload["options"]
+    events = payload["events"]
+    keep_session = options["saveSession"] and not source.transitional
+    keep_events = options["saveEvents"] and not source.transitional
+    profile = None
+    if identity.profile_id and options["saveProfile"]:
+        profile = ProfileChange(
+            profile_id=identity.profile_id,
+            job_id=job_id,
+            operations=profile_operations(identity=identity, events=events, meta=meta),
+        )
+    session = None
+    if keep_session:
+        session = SessionChange(
+            id=identity.session_id,
+            profile_id=identity.profile_id,
+            source_id=source.id,
+            time=meta.received_at,
+            new=identity.new_session,
+            context=payload["context"],
+            properties=payload["properties"],
+        )
+    documents = [_event_document(e, source=source, identity=identity, meta=meta) for e in events] if keep_events else []
+    if profile is None and session is None and not documents:
+        return []
+    return [StorageJob(job_id=job_id, profile=profile, session=session, events=documents)]
+
+
+def track(*, broker: Broker, source: SourceSnapshot, payload: dict[str, Any], meta: RequestMeta) -> TrackResult:
+    """Processes a payload in the API and publishes its storage jobs."""
+    identity = resolve_identity(source=source, payload=payload)
+    jobs = build_storage_jobs(source=source, payload=payload, meta=meta, identity=identity, job_id=str(uuid.uuid4()))
+    broker.publish([OutgoingMessage(topic=FUNCTIONS, key=identity.key, payload=job.to_payload()) for job in jobs])
+    return TrackResult(identity=identity, event_ids=[e["id"] for e in payload["events"]])
+
+
+def enqueue(*, broker: Broker, source: SourceSnapshot, payload: dict[str, Any], meta: RequestMeta) -> TrackResult:
+    """Queue mode: registers the identity, then leaves the processing to the collector worker."""
+    identity = resolve_identity(source=source, payload=payload)
+    task_id = str(uuid.uuid4())
+    message = {
+        "v": SCHEMA_VERSION,
+        "kind": "collect",
+        "task_id": task_id,
+        "source": source.to_dict(),
+        "payload": payload,
+        "meta": asdict(meta),
+        "identity": asdict(identity),
+    }
+    broker.publish([OutgoingMessage(topic=COLLECTOR, key=identity.key, payload=message)])
+    return TrackResult(identity=identity, event_ids=[e["id"] for e in payload["events"]], task_id=task_id)
+
+
+def collect_queued(message: dict[str, Any]) -> list[OutgoingMessage]:
+    """The collector worker's processing of one queued payload: exactly the API's."""
+    if message.get("v") != SCHEMA_VERSION or message.get("kind") != "collect":
+        raise ValueError(f"unsupported collector message (v={message.get('v')!r}, kind={message.get('kind')!r})")
+    identity = Identity(**message["identity"])
+    jobs = build_storage_jobs(
+        source=SourceSnapshot.from_dict(message["source"]),
+        payload=message["payload"],
+        meta=RequestMeta(**message["meta"]),
+        identity=identity,
+        # Deterministic: a redelivered task yields the same job, which the store applies once.
+        job_id=str(uuid.uuid5(JOB_NAMESPACE, message["task_id"])),
+    )
+    return [OutgoingMessage(topic=FUNCTIONS, key=identity.key, payload=job.to_payload()) for job in jobs]

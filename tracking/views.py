@@ -1,0 +1,197 @@
+"""POST /track: verify the source, validate, process or queue, answer after the broker confirmed."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.db import DatabaseError
+from django.utils import timezone
+from rest_framework import status
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from queueing.broker import BrokerUnavailable, get_broker
+from tracking import selectors, services
+from tracking.serializers import TrackPayloadSerializer, TrackResponseSerializer, error_paths
+
+logger = logging.getLogger(__name__)
+
+COLLECTOR_DISABLED_WARNING = (
+    "options.queue was requested but the collector worker is disabled (worker.collector.enabled is false); "
+    "the payload was processed by the API instead."
+)
+NO_EVENTS_WARNING = "The payload has no events; nothing was stored."
+CORS_ALLOW_HEADERS = "Content-Type, Authorization, X-Requested-With"
+
+
+class TrackError(Exception):
+    def __init__(self, status_code: int, detail: str, errors: list[dict[str, str]] | None = None) -> None:
+        self.status_code, self.detail, self.errors = status_code, detail, errors
+
+
+def read_body(request: Request) -> bytes:
+    limit = settings.TRACK_MAX_BODY_BYTES
+    too_large = TrackError(
+        status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        f"Request body is larger than TRACK_MAX_BODY_BYTES ({limit} bytes).",
+    )
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit:
+        raise too_large
+    body = request._request.read(limit + 1)
+    if len(body) > limit:
+        raise too_large
+    return body
+
+
+def parse_payload(body: bytes) -> dict[str, Any]:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise TrackError(status.HTTP_400_BAD_REQUEST, f"Malformed JSON: {exc}.") from None
+    if not isinstance(data, dict):
+        raise TrackError(
+            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            "Invalid payload.",
+            [{"path": "$", "message": f"Expected a JSON object but got {type(data).__name__}."}],
+        )
+    events = data.get("events")
+    if isinstance(events, list) and len(events) > settings.TRACK_MAX_EVENTS:
+        raise TrackError(
+            status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            f"Too many events: {len(events)}; TRACK_MAX_EVENTS allows {settings.TRACK_MAX_EVENTS} per request.",
+        )
+    return data
+
+
+def verify_source(data: dict[str, Any]) -> selectors.SourceSnapshot | None:
+    """Rejects unknown and disabled sources; None when source.id is missing (validation reports it)."""
+    source_id = (data.get("source") or {}).get("id") if isinstance(data.get("source"), dict) else None
+    if not isinstance(source_id, str) or not source_id.strip():
+        return None
+    source = selectors.get_source(source_id=source_id)
+    if source is None:
+        raise TrackError(status.HTTP_401_UNAUTHORIZED, "Invalid event source.")
+    if not source.enabled:
+        raise TrackError(status.HTTP_401_UNAUTHORIZED, "Event source disabled.")
+    return source
+
+
+def request_meta(request: Request) -> services.RequestMeta:
+    return services.RequestMeta(
+        ip=request.META.get("REMOTE_ADDR"),
+        headers=services.request_headers(request.META),
+        received_at=timezone.now().isoformat(),
+    )
+
+
+class TrackView(APIView):
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    parser_classes: list = []  # the body is read and parsed here, with its own limits
+
+    def post(self, request: Request) -> Response:
+        source = None
+        try:
+            data = parse_payload(read_body(request))
+            source = verify_source(data)
+            serializer = TrackPayloadSerializer(data=data)
+            if not serializer.is_valid():
+                errors = error_paths(serializer.errors)
+                raise TrackError(
+                    status.HTTP_422_UNPROCESSABLE_ENTITY, f"Invalid payload: {len(errors)} error(s).", errors
+                )
+            response = self.accept(request, source, serializer.validated_data)
+        except TrackError as exc:
+            body = {"detail": exc.detail} | ({"errors": exc.errors} if exc.errors else {})
+            response = Response(body, status=exc.status_code)
+        except (BrokerUnavailable, DatabaseError):
+            logger.exception("Could not accept a /track payload")
+            response = Response(
+                {"detail": "The event queue is unavailable; nothing was accepted. Retry later."},
+                status=status.HTTP_503_SERVICE_UNAVAILABLE,
+                headers={"Retry-After": str(settings.TRACK_RETRY_AFTER_SECONDS)},
+            )
+        return self.with_cors(request, response, source)
+
+    def accept(self, request: Request, source: selectors.SourceSnapshot, payload: dict[str, Any]) -> Response:
+        if not payload["events"]:
+            return self.answer(
+                profile=(payload.get("profile") or {}).get("id"),
+                session=(payload.get("session") or {}).get("id"),
+                events=[],
+                warnings=[NO_EVENTS_WARNING],
+            )
+        meta = request_meta(request)
+        warnings = []
+        if payload["options"]["queue"]:
+            if selectors.collector_enabled():
+                result = services.enqueue(broker=get_broker(), source=source, payload=payload, meta=meta)
+                return self.answer(
+                    profile=result.identity.profile_id,
+                    session=result.identity.session_id,
+                    events=result.event_ids,
+                    task=result.task_id,
+                    status_code=status.HTTP_201_CREATED,
+                )
+            warnings.append(COLLECTOR_DISABLED_WARNING)
+        result = services.track(broker=get_broker(), source=source, payload=payload, meta=meta)
+        return self.answer(
+            profile=result.identity.profile_id,
+            session=result.identity.session_id,
+            events=result.event_ids,
+            warnings=warnings,
+        )
+
+    @staticmethod
+    def answer(
+        *,
+        profile: str | None,
+        session: str | None,
+        events: list[str],
+        warnings: list[str] | None = None,
+        task: str | None = None,
+        status_code: int = status.HTTP_200_OK,
+    ) -> Response:
+        body = {
+            "profile": {"id": profile} if profile else None,
+            "session": {"id": session} if session else None,
+            "events": events,
+            "errors": [],
+            "warnings": warnings or [],
+            "ux": [],
+            "response": {},
+        }
+        if task:
+            body["task"] = task
+        return Response(TrackResponseSerializer(body).data, status=status_code)
+
+    def options(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """CORS preflight: it carries no body, so any enabled source allowing the origin admits it."""
+        response = Response(status=status.HTTP_200_OK)
+        origin = request.headers.get("Origin")
+        if origin and selectors.any_source_allows_origin(origin=origin):
+            response["Access-Control-Allow-Origin"] = origin
+            response["Access-Control-Allow-Methods"] = "POST, OPTIONS"
+            response["Access-Control-Allow-Headers"] = request.headers.get(
+                "Access-Control-Request-Headers", CORS_ALLOW_HEADERS
+            )
+            response["Access-Control-Max-Age"] = "600"
+            response["Vary"] = "Origin"
+        return response
+
+    @staticmethod
+    def with_cors(request: Request, response: Response, source: selectors.SourceSnapshot | None) -> Response:
+        origin = request.headers.get("Origin")
+        if origin and source is not None and source.allows_origin(origin):
+            response["Access-Control-Allow-Origin"] = origin
+            response["Vary"] = "Origin"
+        return response
