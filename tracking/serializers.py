@@ -74,6 +74,11 @@ class TrackPayloadSerializer(serializers.Serializer):
     options = TrackOptionsSerializer(required=False, default=dict)
     profile_less = serializers.BooleanField(required=False, default=False)
 
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # An absent "options" skips its serializer, so its defaults are filled in here.
+        attrs["options"] = {**TrackOptionsSerializer().to_internal_value({}), **attrs.get("options", {})}
+        return attrs
+
 
 def error_paths(errors: Any, path: str = "$") -> list[dict[str, str]]:
     """Flattens DRF's nested errors into [{"path": "$.events[0].type", "message": ...}]."""

@@ -1,0 +1,161 @@
+"""Fixtures that run the real pipeline: gunicorn and worker processes on the test database."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+import requests
+from django.conf import settings
+from django.db import connection
+
+from queueing.models import WorkerSettings
+from tests.helpers import wait_for
+from tracking.models import EventSource
+from tracking.selectors import clear_caches
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Short leases and redelivery delays, so crash and dead-letter tests take seconds.
+FAST_QUEUE_ENV = {
+    "QUEUE_LEASE_SECONDS": "2",
+    "QUEUE_NACK_DELAY_SECONDS": "0.2",
+    "MAX_REDELIVERIES": "3",
+}
+
+
+def database_url(settings_dict: dict) -> str:
+    if settings_dict["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{settings_dict['NAME']}"
+    user = quote(settings_dict.get("USER") or "")
+    password = quote(settings_dict.get("PASSWORD") or "")
+    return f"mysql://{user}:{password}@{settings_dict['HOST']}:{settings_dict['PORT']}/{settings_dict['NAME']}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches() -> Iterator[None]:
+    clear_caches()
+    yield
+    clear_caches()
+
+
+@pytest.fixture(scope="session")
+def process_env(django_db_setup: None) -> dict[str, str]:
+    """Environment for subprocesses: the test database, the same secret, fast queue timings."""
+    env = dict(os.environ)
+    env.update(FAST_QUEUE_ENV)
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "tracardi_site.settings",
+            "DATABASE_URL": database_url(connection.settings_dict),
+            "SECRET_KEY": settings.SECRET_KEY,
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
+class Process:
+    """A subprocess of the project, with its output in a file the test can read."""
+
+    def __init__(self, args: list[str], *, env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self._file = log.open("wb")
+        self.popen = subprocess.Popen(args, cwd=ROOT, env=env, stdout=self._file, stderr=subprocess.STDOUT)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self._file.close()
+        return self.popen.returncode
+
+    def kill(self) -> None:
+        self.popen.send_signal(signal.SIGKILL)
+        self.popen.wait()
+
+
+@pytest.fixture
+def spawn(process_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Process]]:
+    """Starts `manage.py <args>` processes; all are stopped when the test ends."""
+    started: list[Process] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> Process:
+        log = tmp_path / f"{'-'.join(args)}-{len(started)}.log".replace("/", "_")
+        process = Process([sys.executable, "manage.py", *args], env={**process_env, **(env or {})}, log=log)
+        started.append(process)
+        return process
+
+    yield start
+    for process in reversed(started):
+        process.stop()
+
+
+@pytest.fixture(scope="session")
+def live_api(process_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """gunicorn serving the project on the test database, as `make run` does."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
+    process = Process(
+        [sys.executable, "-m", "gunicorn", "tracardi_site.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2"],
+        env=process_env,
+        log=log,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return requests.options(f"{url}/track", timeout=1).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    wait_for(up, timeout=30, message=f"gunicorn on {url}; log: {log}")
+    yield url
+    process.stop()
+
+
+@pytest.fixture
+def make_source(db: None) -> Callable[..., EventSource]:
+    def make(**fields: object) -> EventSource:
+        fields.setdefault("id", f"src-{uuid.uuid4().hex[:10]}")
+        fields.setdefault("name", "Test source")
+        return EventSource.objects.create(**fields)
+
+    return make
+
+
+@pytest.fixture
+def worker_settings(db: None) -> Callable[..., WorkerSettings]:
+    """Sets worker.<type> values; small batches by default so tests see results quickly."""
+
+    def configure(worker_type: str, **values: object) -> WorkerSettings:
+        defaults = {"min_batch_size": 1, "max_batch_size": 500, "max_time_in_buffer": 0.2, **values}
+        row, _ = WorkerSettings.objects.update_or_create(worker_type=worker_type, defaults=defaults)
+        return row
+
+    return configure
