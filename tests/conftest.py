@@ -116,14 +116,12 @@ def spawn(process_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[...,
         process.stop()
 
 
-@pytest.fixture(scope="session")
-def live_api(process_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """gunicorn serving the project on the test database, as `make run` does."""
+def start_api(*, env: dict[str, str], log: Path) -> tuple[Process, str]:
+    """gunicorn serving the project, as `make run` does; returns once it answers."""
     port = free_port()
-    log = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
     process = Process(
         [sys.executable, "-m", "gunicorn", "tracardi_site.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2"],
-        env=process_env,
+        env=env,
         log=log,
     )
     url = f"http://127.0.0.1:{port}"
@@ -135,6 +133,12 @@ def live_api(process_env: dict[str, str], tmp_path_factory: pytest.TempPathFacto
             return False
 
     wait_for(up, timeout=30, message=f"gunicorn on {url}; log: {log}")
+    return process, url
+
+
+@pytest.fixture(scope="session")
+def live_api(process_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    process, url = start_api(env=process_env, log=tmp_path_factory.mktemp("gunicorn") / "gunicorn.log")
     yield url
     process.stop()
 
