@@ -1,0 +1,81 @@
+"""The console's backlog dashboard, in a real headless Chromium against gunicorn."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+
+import pytest
+from django.contrib.auth import get_user_model
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+
+from queueing.broker import OutgoingMessage, get_broker
+from queueing.services import topic_backlog
+from queueing.topics import FUNCTIONS, partition_for
+from tests.helpers import wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CHROMIUM = shutil.which("chromium")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+
+@pytest.fixture
+def browser():
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.fail("chromium and chromedriver are needed (make test installs them)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    profile = tempfile.mkdtemp(prefix="chromium-")
+    for flag in (
+        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+        "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={profile}",
+    ):  # fmt: skip
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def log_in(browser, url: str) -> None:
+    get_user_model().objects.create_superuser("ops", "ops@example.com", "s3cret-pass")
+    browser.get(f"{url}/admin/login/?next=/admin/")
+    browser.find_element(By.NAME, "username").send_keys("ops")
+    browser.find_element(By.NAME, "password").send_keys("s3cret-pass")
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    wait_for(lambda: "/admin/login" not in browser.current_url, timeout=10)
+
+
+def test_dashboard_shows_the_backlog_per_partition_and_refreshes_without_reloading(live_api, browser):
+    log_in(browser, live_api)
+    browser.find_element(By.LINK_TEXT, "Queue backlog and workers").click()
+    wait_for(lambda: browser.find_elements(By.ID, "topic-functions"), timeout=10)
+    assert browser.find_element(By.ID, "topic-functions").get_attribute("data-total") == "0"
+    browser.execute_script("window.__notReloaded = true;")
+
+    get_broker().publish([OutgoingMessage(topic=FUNCTIONS, key="dash", payload={}) for _ in range(7)])
+    wait_for(
+        lambda: browser.find_element(By.ID, "topic-functions").get_attribute("data-total") == "7",
+        timeout=10,
+        message="the dashboard to show 7",
+    )
+    assert browser.execute_script("return window.__notReloaded === true;")
+    partition = FUNCTIONS.partition_url(partition_for("dash", 4))
+    row = browser.find_element(By.CSS_SELECTOR, f"#topic-functions tr[data-partition='{partition}']")
+    cells = [td.text for td in row.find_elements(By.TAG_NAME, "td")]
+    assert cells == [partition, "tracardi-function-subscription", "7"]
+    # The same numbers as the API.
+    api = topic_backlog(broker=get_broker(), topic=FUNCTIONS)
+    assert api["total"] == 7
+    assert "system/functions-DLQ" in browser.find_element(By.ID, "topic-functions-DLQ").text
+
+
+def test_the_dashboard_requires_a_staff_login(client):
+    response = client.get("/admin/console/queues/")
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
+    assert client.get("/admin/console/queues/status.json").status_code == 302

@@ -1,0 +1,114 @@
+"""Worker processes: graceful stop, heartbeats, live logging level, batching, the supervisor."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+
+import pytest
+
+from queueing.broker import OutgoingMessage, get_broker
+from queueing.models import WorkerHeartbeat, WorkerSettings
+from queueing.topics import FUNCTIONS
+from queueing.worker import format_duration
+from storage.jobs import StorageJob
+from tests.helpers import wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def publish_event_job(event_id: str | None = None) -> str:
+    event_id = event_id or str(uuid.uuid4())
+    job = StorageJob(
+        job_id=str(uuid.uuid4()),
+        profile=None,
+        session=None,
+        events=[
+            {
+                "id": event_id,
+                "type": "t",
+                "source": {"id": "s"},
+                "session": None,
+                "profile": None,
+                "metadata": {"time": {"insert": "2026-11-29T00:00:00+00:00"}},
+            }
+        ],
+    )
+    get_broker().publish([OutgoingMessage(topic=FUNCTIONS, key=event_id, payload=job.to_payload())])
+    return event_id
+
+
+def test_duration_format_matches_the_reference_log():
+    assert format_duration(0.075) == "00:00.075"
+    assert format_duration(65.5) == "01:05.500"
+
+
+def test_sigterm_finishes_the_batch_and_exits_0_with_a_stopped_heartbeat(spawn, worker_settings):
+    worker_settings("background")
+    worker = spawn("run_worker", "background")
+    wait_for(lambda: WorkerHeartbeat.objects.filter(pid=worker.pid).exists(), timeout=20)
+    publish_event_job()
+    wait_for(lambda: "Events: Saved 1" in worker.output(), timeout=20)
+    assert worker.stop() == 0
+    beat = WorkerHeartbeat.objects.get(pid=worker.pid)
+    assert beat.stopped and beat.processed == 1 and beat.worker_type == "background"
+    assert "Received SIGTERM; finishing the current batch" in worker.output()
+
+
+def test_a_running_worker_picks_up_a_new_logging_level_within_5_seconds(spawn, worker_settings):
+    worker_settings("background", logging_level="INFO")
+    worker = spawn("run_worker", "background")
+    wait_for(lambda: WorkerHeartbeat.objects.filter(pid=worker.pid).exists(), timeout=20)
+    publish_event_job()
+    wait_for(lambda: "Events: Saved 1" in worker.output(), timeout=20)
+    assert "Invoked" not in worker.output()
+    WorkerSettings.objects.filter(worker_type="background").update(logging_level="DEBUG")
+    time.sleep(5)
+    publish_event_job()
+    wait_for(
+        lambda: "DEBUG: Invoked storage.workers.background.store_bulk_jobs. Finished in 00:00." in worker.output(),
+        timeout=10,
+        message="the DEBUG Invoked line",
+    )
+
+
+def test_the_bulker_waits_for_min_batch_size_or_max_time_in_buffer(worker_settings):
+    from storage.workers.background import BackgroundWorker
+
+    worker_settings("background", min_batch_size=3, max_batch_size=4, max_time_in_buffer=0.3)
+    worker = BackgroundWorker()
+    for _ in range(5):
+        publish_event_job()
+    assert worker.process_batch() == 4  # capped at max_batch_size
+    started = time.monotonic()
+    assert worker.process_batch() == 1  # below min_batch_size: waits max_time_in_buffer, then goes
+    assert time.monotonic() - started >= 0.3
+    worker.consumer.close()
+
+
+def test_the_supervisor_keeps_the_replicas_running_and_restarts_crashed_ones(spawn, worker_settings):
+    worker_settings("background", enabled=True, replicas=2)
+    worker_settings("collector", enabled=False)
+    supervisor = spawn("run_workers")
+
+    def live_pids() -> set[int]:
+        return set(
+            WorkerHeartbeat.objects.filter(worker_type="background", stopped=False).values_list("pid", flat=True)
+        )
+
+    first = wait_for(lambda: (pids := live_pids()) and len(pids) == 2 and pids, timeout=30, message="2 replicas")
+    victim = min(first)
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: len(live_pids() - {victim} - first) == 1, timeout=30, message="a replacement worker")
+    assert f"background worker pid {victim} exited with -9" in supervisor.output()
+
+    WorkerSettings.objects.filter(worker_type="background").update(replicas=1)
+    wait_for(lambda: "replicas now 1" in supervisor.output(), timeout=10)
+    wait_for(lambda: len(live_pids() - {victim}) == 1, timeout=30, message="scaled down to 1")
+
+    WorkerSettings.objects.filter(worker_type="collector").update(enabled=True, replicas=1)
+    wait_for(lambda: WorkerHeartbeat.objects.filter(worker_type="collector", stopped=False).exists(), timeout=30)
+    assert supervisor.stop() == 0
+    assert not WorkerHeartbeat.objects.filter(stopped=False).exclude(pid=victim).exists()
