@@ -129,7 +129,7 @@ def start_api(*, env: dict[str, str], log: Path) -> tuple[Process, str]:
     def up() -> bool:
         try:
             return requests.options(f"{url}/track", timeout=1).status_code == 200
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or still starting
             return False
 
     wait_for(up, timeout=30, message=f"gunicorn on {url}; log: {log}")
