@@ -99,6 +99,8 @@ def database_from_url(name: str, default: str) -> dict:
         return {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": str(path),
+            # Reused across requests: opening a connection runs the PRAGMAs below each time.
+            "CONN_MAX_AGE": None,
             "OPTIONS": {
                 # WAL lets readers run beside the one writer; IMMEDIATE takes the write
                 # lock at BEGIN so two writers never deadlock on a lock upgrade.
@@ -113,6 +115,8 @@ def database_from_url(name: str, default: str) -> dict:
             raise _fail(name, raw, "a MySQL URL needs a database name: mysql://user:pass@host:3306/db")
         return {
             "ENGINE": "django.db.backends.mysql",
+            "CONN_MAX_AGE": 60,
+            "CONN_HEALTH_CHECKS": True,
             "NAME": url.path.strip("/"),
             "USER": unquote(url.username or ""),
             "PASSWORD": unquote(url.password or ""),
