@@ -11,6 +11,8 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from django.db import transaction
+
 from queueing.broker import SCHEMA_VERSION, Broker, OutgoingMessage
 from queueing.topics import COLLECTOR, FUNCTIONS
 from storage.jobs import ProfileChange, ProfileOperation, SessionChange, StorageJob
@@ -176,15 +178,19 @@ def build_storage_jobs(
 
 def track(*, broker: Broker, source: SourceSnapshot, payload: dict[str, Any], meta: RequestMeta) -> TrackResult:
     """Processes a payload in the API and publishes its storage jobs."""
-    identity = resolve_identity(source=source, payload=payload)
-    jobs = build_storage_jobs(source=source, payload=payload, meta=meta, identity=identity, job_id=str(uuid.uuid4()))
-    broker.publish([OutgoingMessage(topic=FUNCTIONS, key=identity.key, payload=job.to_payload()) for job in jobs])
+    # One transaction: if the publish fails, the session is not registered either (nothing
+    # was accepted), and the database broker takes the write lock once, not twice.
+    with transaction.atomic():
+        identity = resolve_identity(source=source, payload=payload)
+        jobs = build_storage_jobs(
+            source=source, payload=payload, meta=meta, identity=identity, job_id=str(uuid.uuid4())
+        )
+        broker.publish([OutgoingMessage(topic=FUNCTIONS, key=identity.key, payload=job.to_payload()) for job in jobs])
     return TrackResult(identity=identity, event_ids=[e["id"] for e in payload["events"]])
 
 
 def enqueue(*, broker: Broker, source: SourceSnapshot, payload: dict[str, Any], meta: RequestMeta) -> TrackResult:
     """Queue mode: registers the identity, then leaves the processing to the collector worker."""
-    identity = resolve_identity(source=source, payload=payload)
     task_id = str(uuid.uuid4())
     message = {
         "v": SCHEMA_VERSION,
@@ -193,9 +199,11 @@ def enqueue(*, broker: Broker, source: SourceSnapshot, payload: dict[str, Any], 
         "source": source.to_dict(),
         "payload": payload,
         "meta": asdict(meta),
-        "identity": asdict(identity),
     }
-    broker.publish([OutgoingMessage(topic=COLLECTOR, key=identity.key, payload=message)])
+    with transaction.atomic():
+        identity = resolve_identity(source=source, payload=payload)
+        message["identity"] = asdict(identity)
+        broker.publish([OutgoingMessage(topic=COLLECTOR, key=identity.key, payload=message)])
     return TrackResult(identity=identity, event_ids=[e["id"] for e in payload["events"]], task_id=task_id)
 
 

@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 
 from queueing.broker import BrokerUnavailable, get_broker
 from tracking import selectors, services
-from tracking.serializers import TrackPayloadSerializer, TrackResponseSerializer, error_paths
+from tracking.validation import PayloadInvalid, json_type, validate_track_payload
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def parse_payload(body: bytes) -> dict[str, Any]:
         raise TrackError(
             status.HTTP_422_UNPROCESSABLE_ENTITY,
             "Invalid payload.",
-            [{"path": "$", "message": f"Expected a JSON object but got {type(data).__name__}."}],
+            [{"path": "$", "message": f"Expected an object but got {json_type(data)}."}],
         )
     events = data.get("events")
     if isinstance(events, list) and len(events) > settings.TRACK_MAX_EVENTS:
@@ -103,13 +103,12 @@ class TrackView(APIView):
         try:
             data = parse_payload(read_body(request))
             source = verify_source(data)
-            serializer = TrackPayloadSerializer(data=data)
-            if not serializer.is_valid():
-                errors = error_paths(serializer.errors)
-                raise TrackError(
-                    status.HTTP_422_UNPROCESSABLE_ENTITY, f"Invalid payload: {len(errors)} error(s).", errors
-                )
-            response = self.accept(request, source, serializer.validated_data)
+            try:
+                valid = validate_track_payload(data)
+            except PayloadInvalid as exc:
+                detail = f"Invalid payload: {len(exc.errors)} error(s)."
+                raise TrackError(status.HTTP_422_UNPROCESSABLE_ENTITY, detail, exc.errors) from None
+            response = self.accept(request, source, valid)
         except TrackError as exc:
             body = {"detail": exc.detail} | ({"errors": exc.errors} if exc.errors else {})
             response = Response(body, status=exc.status_code)
@@ -172,7 +171,7 @@ class TrackView(APIView):
         }
         if task:
             body["task"] = task
-        return Response(TrackResponseSerializer(body).data, status=status_code)
+        return Response(body, status=status_code)
 
     def options(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """CORS preflight: it carries no body, so any enabled source allowing the origin admits it."""

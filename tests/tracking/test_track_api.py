@@ -96,7 +96,7 @@ def test_event_objects_must_be_objects(client, source, field):
     response = post(client, payload(source.id, events=[{"type": "x", field: ["not", "an", "object"]}]))
     assert response.status_code == 422
     assert response.json()["errors"] == [
-        {"path": f"$.events[0].{field}", "message": 'Expected a JSON object but got type "list".'}
+        {"path": f"$.events[0].{field}", "message": "Expected an object but got array."}
     ]
 
 
@@ -112,7 +112,7 @@ def test_wrong_top_level_types_are_422_with_paths(client, source):
 def test_a_json_array_is_422(client):
     response = post(client, "[]")
     assert response.status_code == 422
-    assert response.json()["errors"] == [{"path": "$", "message": "Expected a JSON object but got list."}]
+    assert response.json()["errors"] == [{"path": "$", "message": "Expected an object but got array."}]
 
 
 def test_malformed_json_is_400(client, source):
