@@ -41,3 +41,8 @@ def payload(source_id: str, **overrides: object) -> dict:
     }
     body.update(overrides)
     return body
+
+
+def let_api_caches_expire() -> None:
+    """A live API caches sources and worker settings for at most 2 seconds."""
+    time.sleep(2.05)

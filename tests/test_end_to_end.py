@@ -18,7 +18,7 @@ from queueing.topics import COLLECTOR, FUNCTIONS
 from storage.store import get_store
 from storage.workers.background import BackgroundWorker
 from tests.conftest import start_api
-from tests.helpers import REFERENCE_PAYLOAD, payload, wait_for
+from tests.helpers import REFERENCE_PAYLOAD, let_api_caches_expire, payload, wait_for
 from tracking.models import SessionIdentity
 from tracking.views import COLLECTOR_DISABLED_WARNING
 
@@ -33,6 +33,7 @@ def test_reference_payload_through_collector_and_background_workers(live_api, sp
     make_source(id="locust-test")
     worker_settings("collector", enabled=True)
     worker_settings("background", enabled=True)
+    let_api_caches_expire()
     collector = spawn("run_worker", "collector")
     background = spawn("run_worker", "background")
     body = {**REFERENCE_PAYLOAD, "session": {"id": str(uuid.uuid4())}}
@@ -58,6 +59,7 @@ def test_queue_mode_with_the_collector_disabled_answers_200_with_the_warning(
 ):
     source = make_source()
     worker_settings("collector", enabled=False)
+    let_api_caches_expire()
     spawn("run_worker", "background")
     response = requests.post(f"{live_api}/track", json=payload(source.id, options={"queue": True}), timeout=10)
     assert response.status_code == 200

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import requests
 
-from tests.helpers import payload
+from tests.helpers import let_api_caches_expire, payload
 from tracking.models import EventSource
 from tracking.selectors import get_source
 
@@ -30,7 +28,7 @@ def test_a_disabled_source_is_rejected_by_the_live_api_within_2_seconds(live_api
     for _ in range(6):  # warm the cache of every gunicorn worker
         assert requests.post(url, json=payload(source.id), timeout=10).status_code == 200
     EventSource.objects.filter(id=source.id).update(enabled=False)
-    time.sleep(2.05)  # the cache keeps a source for at most 2 seconds
+    let_api_caches_expire()
     answers = [requests.post(url, json=payload(source.id), timeout=10) for _ in range(6)]
     assert [a.status_code for a in answers] == [401] * 6
     assert answers[0].json() == {"detail": "Event source disabled."}
