@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import ParamSpec, TypeVar
 
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError, close_old_connections, transaction
 from django.utils import timezone
 
 from queueing import faults
@@ -148,7 +148,8 @@ class Worker:
         self._heartbeat.last_seen = now
         self._heartbeat.processed = self.processed
         self._heartbeat.stopped = stopped
-        self._heartbeat.save(update_fields=["last_seen", "processed", "stopped"])
+        with transaction.atomic():
+            self._heartbeat.save(update_fields=["last_seen", "processed", "stopped"])
 
     def request_stop(self, signum: int, _frame: object) -> None:
         logging.getLogger(__name__).info("Received %s; finishing the current batch", signal.Signals(signum).name)

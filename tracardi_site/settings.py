@@ -97,7 +97,7 @@ def database_from_url(name: str, default: str) -> dict:
         if not path.is_absolute():
             path = BASE_DIR / path
         return {
-            "ENGINE": "django.db.backends.sqlite3",
+            "ENGINE": "queueing.sqlite",
             "NAME": str(path),
             # Reused across requests: opening a connection runs the PRAGMAs below each time.
             "CONN_MAX_AGE": None,

@@ -157,7 +157,8 @@ class DatabaseConsumer(Consumer):
         if dead:
             self._dead_letter(dead, error="not acknowledged after the maximum number of deliveries")
             rows = [r for r in rows if r.deliveries <= settings.MAX_REDELIVERIES]
-        QueueMessage.objects.filter(id__in=[r.id for r in rows]).update(deliveries=F("deliveries") + 1)
+        with transaction.atomic():
+            QueueMessage.objects.filter(id__in=[r.id for r in rows]).update(deliveries=F("deliveries") + 1)
         messages = []
         for row in rows:
             self._inflight.setdefault(row.partition, set()).add(row.id)
@@ -186,9 +187,10 @@ class DatabaseConsumer(Consumer):
         exhausted = [m for m in messages if m.redelivery_count >= settings.MAX_REDELIVERIES]
         retry = [m.id for m in messages if m.redelivery_count < settings.MAX_REDELIVERIES]
         if retry:
-            QueueMessage.objects.filter(id__in=retry).update(
-                available_at=time.time() + settings.QUEUE_NACK_DELAY_SECONDS, error=error[:10_000]
-            )
+            with transaction.atomic():
+                QueueMessage.objects.filter(id__in=retry).update(
+                    available_at=time.time() + settings.QUEUE_NACK_DELAY_SECONDS, error=error[:10_000]
+                )
         if exhausted:
             self._dead_letter(QueueMessage.objects.filter(id__in=[m.id for m in exhausted]), error=error)
         self._settle(messages)

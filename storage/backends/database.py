@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import orjson
 from django.db import transaction
 from django.utils import timezone
 
@@ -42,7 +42,10 @@ class DatabaseStore(Store):
             return result
         now = timezone.now()
         stamp = now.isoformat()
-        ids = list(dict.fromkeys(c.profile_id for c in changes))
+        by_profile: dict[str, list[ProfileChange]] = {}
+        for change in changes:
+            by_profile.setdefault(change.profile_id, []).append(change)
+        ids = list(by_profile)
         with transaction.atomic():
             existing = {p.id: p for p in ProfileRecord.objects.select_for_update().filter(id__in=ids)}
             to_create, to_update = [], []
@@ -50,12 +53,12 @@ class DatabaseStore(Store):
                 record = existing.get(profile_id)
                 doc = record.document if record else new_profile(profile_id, now=stamp)
                 applied = list(record.applied_jobs) if record else []
-                for change in (c for c in changes if c.profile_id == profile_id):
+                for change in by_profile[profile_id]:
                     if change.job_id in applied:
                         continue  # redelivered: already applied once
                     try:
                         # On a copy: a job whose operations fail leaves no half-applied change.
-                        doc = apply_operations(copy.deepcopy(doc), change.operations, now=stamp)
+                        doc = apply_operations(orjson.loads(orjson.dumps(doc)), change.operations, now=stamp)
                     except ValueError as exc:
                         result.errors[profile_id] = str(exc)
                         continue
