@@ -13,7 +13,7 @@ export WEB_CONCURRENCY
 
 .venv/bin/python manage.py setup_demo --url "http://$HOST:$PORT"
 
-.venv/bin/gunicorn tracardi_site.wsgi --bind "$HOST:$PORT" --access-logfile - --graceful-timeout 30 &
+.venv/bin/gunicorn tracardi_site.wsgi --bind "$HOST:$PORT" --access-logfile - --graceful-timeout 30 --timeout 90 &
 web=$!
 .venv/bin/python manage.py run_workers &
 workers=$!

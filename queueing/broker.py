@@ -71,6 +71,10 @@ class Consumer(abc.ABC):
 
 class Broker(abc.ABC):
     @abc.abstractmethod
+    def setup(self) -> None:
+        """Creates what the topics need (topics, dead-letter topics, subscriptions); idempotent."""
+
+    @abc.abstractmethod
     def publish(self, messages: Sequence[OutgoingMessage]) -> None:
         """All or nothing; returns only once the broker has confirmed. Raises BrokerUnavailable."""
 
@@ -92,4 +96,8 @@ def get_broker() -> Broker:
         from queueing.backends.database import DatabaseBroker
 
         return DatabaseBroker()
+    if settings.QUEUE_BACKEND == "pulsar":
+        from queueing.backends.pulsar import PulsarBroker
+
+        return PulsarBroker()
     raise RuntimeError(f"QUEUE_BACKEND={settings.QUEUE_BACKEND!r} has no implementation")

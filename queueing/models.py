@@ -61,6 +61,10 @@ class WorkerType(models.TextChoices):
     BACKGROUND = "background", "background"
 
 
+# Bounded so a redelivered batch stays within the window of jobs a profile remembers
+# (storage.documents.APPLIED_JOBS_KEPT).
+MAX_BATCH_SIZE = 1000
+
 # The Helm chart's defaults: the collector is off until enabled.
 DEFAULT_ENABLED = {WorkerType.COLLECTOR: False, WorkerType.BACKGROUND: True}
 
@@ -92,12 +96,12 @@ class WorkerSettings(models.Model):
     )
     min_batch_size = models.PositiveIntegerField(
         default=100,
-        validators=[MinValueValidator(1), MaxValueValidator(100_000)],
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_BATCH_SIZE)],
         help_text="bulker.minBatchSize: a batch is processed once it has this many messages...",
     )
     max_batch_size = models.PositiveIntegerField(
         default=1000,
-        validators=[MinValueValidator(1), MaxValueValidator(100_000)],
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_BATCH_SIZE)],
         help_text="bulker.maxBatchSize: never more messages than this in one batch.",
     )
     max_time_in_buffer = models.FloatField(

@@ -17,10 +17,6 @@ class Topic:
     subscription: str
 
     @property
-    def is_dead_letter(self) -> bool:
-        return self.name.endswith(DLQ_SUFFIX)
-
-    @property
     def dead_letter(self) -> Topic:
         # Dead letters keep the subscription, so they stay retained and countable.
         return Topic(self.name + DLQ_SUFFIX, self.subscription)
@@ -44,13 +40,6 @@ def find_topic(*, namespace: str, name: str) -> Topic | None:
     if namespace != NAMESPACE:
         return None
     return ALL_TOPICS.get(name)
-
-
-def get_topic(name: str) -> Topic:
-    try:
-        return ALL_TOPICS[name]
-    except KeyError:
-        raise ValueError(f"Unknown topic {name!r}; known topics: {', '.join(ALL_TOPICS)}") from None
 
 
 def partition_for(key: str, partitions: int) -> int:

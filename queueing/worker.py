@@ -20,16 +20,18 @@ from django.db import DatabaseError, close_old_connections, transaction
 from django.utils import timezone
 
 from queueing import faults
-from queueing.broker import Broker, ReceivedMessage, get_broker
+from queueing.broker import Broker, BrokerUnavailable, ReceivedMessage, get_broker
 from queueing.models import DEFAULT_ENABLED, WorkerHeartbeat, WorkerSettings
 from queueing.topics import Topic
 
+log = logging.getLogger(__name__)
 invoker_log = logging.getLogger("queueing.invokers")
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 SETTINGS_REFRESH_SECONDS = 2.0
+MAX_RETRY_DELAY = 30.0
 IDLE_RECEIVE_SECONDS = 0.5
 
 
@@ -64,6 +66,8 @@ def get_worker_settings(worker_type: str) -> WorkerSettings:
 class Worker:
     worker_type: str
     topic: Topic
+    # Errors that mean a backend is down, not that the messages are bad.
+    transient_errors: tuple[type[Exception], ...] = (DatabaseError, BrokerUnavailable)
 
     def __init__(self, *, broker: Broker | None = None) -> None:
         self.broker = broker or get_broker()
@@ -105,27 +109,59 @@ class Worker:
         batch = self.collect()
         if not batch:
             return 0
-        try:
-            failures = self.handle(batch)
-        except Exception:
-            # One bad message must not hold back a whole batch: retry each alone to find it.
-            logging.getLogger(__name__).exception("Batch of %d failed; retrying its messages one by one", len(batch))
-            failures = {}
-            for message in batch:
-                try:
-                    failures.update(self.handle([message]))
-                except Exception as exc:
-                    failures[message.id] = f"{type(exc).__name__}: {exc}"
+        failures = self.handle_until_available(batch)
+        if failures is None:  # asked to stop while a backend was down: leave it to be redelivered
+            self.consumer.redeliver_unacknowledged()
+            return len(batch)
         faults.pause_at("before_ack")
         self.consumer.acknowledge([m for m in batch if m.id not in failures])
-        failed = [m for m in batch if m.id in failures]
-        if failed:
-            logging.getLogger(__name__).warning(
-                "Negatively acknowledged %d message(s): %s", len(failed), "; ".join(sorted(set(failures.values())))
-            )
-            self.consumer.negative_acknowledge(failed, error="; ".join(sorted(set(failures.values()))))
+        by_error: dict[str, list[ReceivedMessage]] = {}
+        for message in batch:
+            if message.id in failures:
+                by_error.setdefault(failures[message.id], []).append(message)
+        for error, messages in by_error.items():
+            log.warning("Negatively acknowledged %d message(s): %s", len(messages), error)
+            self.consumer.negative_acknowledge(messages, error=error)
         self.processed += len(batch)
         return len(batch)
+
+    def handle_until_available(self, batch: list[ReceivedMessage]) -> dict[int | str, str] | None:
+        """A backend that is down is not the messages' fault: the batch is retried as a whole,
+        with a growing delay, without using up redeliveries. None if told to stop meanwhile."""
+        delay = 1.0
+        while True:
+            try:
+                return self.handle_isolating(batch)
+            except self.transient_errors as exc:
+                log.error("%s; retrying the batch of %d in %.0fs", exc, len(batch), delay)
+            if not self.sleep(delay):
+                return None
+            delay = min(delay * 2, MAX_RETRY_DELAY)
+
+    def handle_isolating(self, batch: list[ReceivedMessage]) -> dict[int | str, str]:
+        try:
+            return self.handle(batch)
+        except self.transient_errors:
+            raise
+        except Exception:
+            # One bad message must not hold back a whole batch: retry each alone to find it.
+            log.exception("Batch of %d failed; retrying its messages one by one", len(batch))
+        failures: dict[int | str, str] = {}
+        for message in batch:
+            try:
+                failures.update(self.handle([message]))
+            except self.transient_errors:
+                raise
+            except Exception as exc:
+                failures[message.id] = f"{type(exc).__name__}: {exc}"
+        return failures
+
+    def sleep(self, seconds: float) -> bool:
+        """Sleeps unless asked to stop; False if it was."""
+        deadline = time.monotonic() + seconds
+        while not self.stopping and time.monotonic() < deadline:
+            time.sleep(min(0.1, deadline - time.monotonic()))
+        return not self.stopping
 
     # --- the loop ---------------------------------------------------------------------
 
@@ -152,25 +188,24 @@ class Worker:
             self._heartbeat.save(update_fields=["last_seen", "processed", "stopped"])
 
     def request_stop(self, signum: int, _frame: object) -> None:
-        logging.getLogger(__name__).info("Received %s; finishing the current batch", signal.Signals(signum).name)
+        log.info("Received %s; finishing the current batch", signal.Signals(signum).name)
         self.stopping = True
 
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
-        log = logging.getLogger(__name__)
         log.info("Worker %s started (pid %d, topic %s)", self.worker_type, os.getpid(), self.topic.url)
         try:
             while not self.stopping:
                 try:
                     self.refresh()
                     self.process_batch()
-                except DatabaseError:
-                    # The database may be briefly locked or gone; what was not acknowledged is
-                    # delivered again, and the stores are idempotent for redelivered messages.
-                    log.exception("Database error in the worker loop; retrying in 1s")
+                except self.transient_errors:
+                    # Fetching or settling failed: what was not acknowledged is delivered again,
+                    # and the stores apply a redelivered message once.
+                    log.exception("A backend is unavailable; retrying in 1s")
                     self.consumer.redeliver_unacknowledged()
-                    time.sleep(1.0)
+                    self.sleep(1.0)
                 close_old_connections()
         finally:
             self.consumer.close()

@@ -11,6 +11,11 @@ from typing import Any
 
 from storage.jobs import ProfileOperation, SessionChange
 
+# A profile remembers this many of the storage jobs it applied, to skip redelivered ones.
+# A redelivery repeats at most one batch, and a batch holds at most this many messages
+# (WorkerSettings caps max_batch_size), so no redelivered job falls out of the window.
+APPLIED_JOBS_KEPT = 1000
+
 
 def new_profile(profile_id: str, *, now: str) -> dict[str, Any]:
     return {

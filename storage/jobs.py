@@ -41,7 +41,6 @@ class SessionChange:
     profile_id: str | None
     source_id: str
     time: str  # ISO time of the request that produced the change
-    new: bool
     context: dict[str, Any] = field(default_factory=dict)
     properties: dict[str, Any] = field(default_factory=dict)
 

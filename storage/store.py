@@ -15,6 +15,10 @@ from storage.jobs import ProfileChange, SessionChange
 Entity = Literal["profile", "session", "event"]
 
 
+class StoreUnavailable(Exception):
+    """The store cannot be reached or is overloaded; the writes may be retried as they are."""
+
+
 @dataclass
 class SaveResult:
     saved: int = 0
@@ -23,6 +27,10 @@ class SaveResult:
 
 
 class Store(abc.ABC):
+    @abc.abstractmethod
+    def setup(self) -> None:
+        """Creates indices, templates or tables the store needs; idempotent."""
+
     @abc.abstractmethod
     def apply_profile_changes(self, changes: Sequence[ProfileChange]) -> SaveResult:
         """Applies each change's operations in the given order, each job at most once."""
@@ -45,6 +53,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def count(self, entity: Entity, **filters: str) -> int: ...
 
+    @abc.abstractmethod
+    def refresh(self) -> None:
+        """Makes every write so far visible to search and count (a search engine shows them
+        within a second; tools and tests that read right after a write call this)."""
+
 
 @functools.cache
 def get_store() -> Store:
@@ -52,4 +65,8 @@ def get_store() -> Store:
         from storage.backends.database import DatabaseStore
 
         return DatabaseStore()
+    if settings.STORE_BACKEND == "elasticsearch":
+        from storage.backends.elasticsearch import ElasticsearchStore
+
+        return ElasticsearchStore()
     raise RuntimeError(f"STORE_BACKEND={settings.STORE_BACKEND!r} has no implementation")

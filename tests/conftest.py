@@ -46,6 +46,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def require_engine(name: str, url: str, probe: str) -> None:
+    try:
+        requests.get(f"{url}{probe}", timeout=3).raise_for_status()
+    except requests.RequestException as exc:
+        reason = (
+            f"{name} is not reachable at {url} ({type(exc).__name__}); `make test` starts it when Java and Maven exist"
+        )
+        if os.environ.get("REQUIRE_REAL_ENGINES") == "1":
+            pytest.fail(f"REQUIRE_REAL_ENGINES=1 but {reason}")
+        pytest.skip(reason)
+
+
+@pytest.fixture
+def tenant(settings) -> str:
+    """A tenant of its own per test: fresh topics and indices, nothing shared with other tests."""
+    settings.TENANT = f"t{uuid.uuid4().hex[:10]}"
+    return settings.TENANT
+
+
 @pytest.fixture(autouse=True)
 def _fresh_caches() -> Iterator[None]:
     clear_caches()

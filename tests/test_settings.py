@@ -26,15 +26,14 @@ def start(**env: str) -> subprocess.CompletedProcess:
     ("env", "message"),
     [
         (
-            {"QUEUE_BACKEND": "pulsar"},
-            "Bad value for environment variable QUEUE_BACKEND='pulsar': the pulsar broker is not available in this "
-            "version yet; allowed values are: database.",
+            {"QUEUE_BACKEND": "kafka"},
+            "Bad value for environment variable QUEUE_BACKEND='kafka': allowed values are: database, pulsar.",
         ),
-        (
-            {"STORE_BACKEND": "elasticsearch"},
-            "STORE_BACKEND='elasticsearch': the elasticsearch store is not available in this version yet",
-        ),
-        ({"QUEUE_BACKEND": "kafka"}, "QUEUE_BACKEND='kafka': allowed values are: database."),
+        ({"STORE_BACKEND": "solr"}, "STORE_BACKEND='solr': allowed values are: database, elasticsearch."),
+        ({"PULSAR_SERVICE_URL": "http://x:6650"}, "PULSAR_SERVICE_URL='http://x:6650': a URL starting with pulsar://"),
+        ({"ELASTICSEARCH_URL": "es:9200"}, "ELASTICSEARCH_URL='es:9200': a URL starting with http:// or https://"),
+        ({"DATABASE_URL": "mysql://u:p@h:abc/db"}, "DATABASE_URL='mysql://u:p@h:abc/db': "),
+        ({"DATABASE_URL": "sqlite://"}, "DATABASE_URL='sqlite://': "),
         ({"QUEUE_PARTITIONS": "four"}, "QUEUE_PARTITIONS='four': an integer from 1 to 256 is required."),
         ({"TRACK_MAX_EVENTS": "0"}, "TRACK_MAX_EVENTS='0': an integer from 1 to 100000 is required."),
         ({"DEBUG": "maybe"}, "DEBUG='maybe': allowed values are 1/true/yes/on or 0/false/no/off."),

@@ -93,6 +93,8 @@ def database_from_url(name: str, default: str) -> dict:
     url = urlparse(raw)
     timeout = env_float("DATABASE_TIMEOUT_SECONDS", 20.0, minimum=0.05, maximum=600.0)
     if url.scheme == "sqlite":
+        if not url.path.strip("/"):
+            raise _fail(name, raw, "a SQLite URL needs a file: sqlite:///var/tracardi.sqlite3")
         path = Path(unquote(url.path[1:] if url.path.startswith("/") else url.path))
         if not path.is_absolute():
             path = BASE_DIR / path
@@ -111,6 +113,10 @@ def database_from_url(name: str, default: str) -> dict:
             "TEST": {"NAME": str(path.with_name(path.stem + "-test" + path.suffix))},
         }
     if url.scheme == "mysql":
+        try:
+            port = url.port or 3306
+        except ValueError:
+            raise _fail(name, raw, "the port must be a number: mysql://user:pass@host:3306/db") from None
         if not url.path.strip("/"):
             raise _fail(name, raw, "a MySQL URL needs a database name: mysql://user:pass@host:3306/db")
         return {
@@ -121,7 +127,7 @@ def database_from_url(name: str, default: str) -> dict:
             "USER": unquote(url.username or ""),
             "PASSWORD": unquote(url.password or ""),
             "HOST": url.hostname or "127.0.0.1",
-            "PORT": str(url.port or 3306),
+            "PORT": str(port),
             "OPTIONS": {
                 "charset": "utf8mb4",
                 "connect_timeout": int(max(timeout, 1)),
@@ -214,9 +220,6 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 
-# /track reads its body itself and enforces TRACK_MAX_BODY_BYTES with a 413.
-DATA_UPLOAD_MAX_MEMORY_SIZE = None
-
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first, so an anonymous caller gets 401 with WWW-Authenticate, not 403.
@@ -228,21 +231,29 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 
-# django-q2 runs scheduled housekeeping on the ORM broker (same database, no server).
+# django-q2, on the ORM broker (the same database, no server), for scheduled jobs.
 Q_CLUSTER = {"name": "tracardi", "orm": "default", "workers": 1, "timeout": 60, "retry": 120}
 
 # --- Pipeline -----------------------------------------------------------------------
 
-QUEUE_BACKEND = env_choice(
-    "QUEUE_BACKEND",
-    "database",
-    {"database": None, "pulsar": "the pulsar broker is not available in this version yet"},
-)
-STORE_BACKEND = env_choice(
-    "STORE_BACKEND",
-    "database",
-    {"database": None, "elasticsearch": "the elasticsearch store is not available in this version yet"},
-)
+QUEUE_BACKEND = env_choice("QUEUE_BACKEND", "database", {"database": None, "pulsar": None})
+STORE_BACKEND = env_choice("STORE_BACKEND", "database", {"database": None, "elasticsearch": None})
+PULSAR_SERVICE_URL = env_str("PULSAR_SERVICE_URL", "pulsar://127.0.0.1:6650")
+PULSAR_ADMIN_URL = env_str("PULSAR_ADMIN_URL", "http://127.0.0.1:8080").rstrip("/")
+PULSAR_TIMEOUT_SECONDS = env_float("PULSAR_TIMEOUT_SECONDS", 5.0, minimum=0.5, maximum=300.0)
+ELASTICSEARCH_URL = env_list("ELASTICSEARCH_URL", ["http://127.0.0.1:9200"])
+ELASTICSEARCH_TIMEOUT_SECONDS = env_float("ELASTICSEARCH_TIMEOUT_SECONDS", 10.0, minimum=0.5, maximum=300.0)
+ELASTICSEARCH_SHARDS = env_int("ELASTICSEARCH_SHARDS", 1, minimum=1, maximum=1024)
+ELASTICSEARCH_REPLICAS = env_int("ELASTICSEARCH_REPLICAS", 1, minimum=0, maximum=16)
+for _name, _url, _schemes in (
+    ("PULSAR_SERVICE_URL", PULSAR_SERVICE_URL, ("pulsar", "pulsar+ssl")),
+    ("PULSAR_ADMIN_URL", PULSAR_ADMIN_URL, ("http", "https")),
+    *(("ELASTICSEARCH_URL", _es, ("http", "https")) for _es in ELASTICSEARCH_URL),
+):
+    if urlparse(_url).scheme not in _schemes or not urlparse(_url).hostname:
+        raise _fail(
+            _name, _url, f"a URL starting with {' or '.join(s + '://' for s in _schemes)} and a host is required"
+        )
 TENANT = env_str("TENANT", "tracardi")
 if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,62}", TENANT):
     raise _fail("TENANT", TENANT, "use 1-63 lower-case letters, digits, '-' or '_'")
@@ -250,7 +261,9 @@ PRODUCTION = env_bool("PRODUCTION", True)
 QUEUE_PARTITIONS = env_int("QUEUE_PARTITIONS", 4, minimum=1, maximum=256)
 MAX_REDELIVERIES = env_int("MAX_REDELIVERIES", 5, minimum=0, maximum=1000)
 QUEUE_NACK_DELAY_SECONDS = env_float("QUEUE_NACK_DELAY_SECONDS", 1.0, minimum=0.0, maximum=3600.0)
-QUEUE_LEASE_SECONDS = env_float("QUEUE_LEASE_SECONDS", 10.0, minimum=1.0, maximum=600.0)
+# Longer than a batch can take, database lock waits included: a consumer that is merely
+# slow must not lose its partitions to another one in the middle of a batch.
+QUEUE_LEASE_SECONDS = env_float("QUEUE_LEASE_SECONDS", 30.0, minimum=1.0, maximum=600.0)
 TRACK_MAX_BODY_BYTES = env_int("TRACK_MAX_BODY_BYTES", 1024 * 1024, minimum=1024, maximum=1024**3)
 TRACK_MAX_EVENTS = env_int("TRACK_MAX_EVENTS", 1000, minimum=1, maximum=100_000)
 TRACK_RETRY_AFTER_SECONDS = env_int("TRACK_RETRY_AFTER_SECONDS", 5, minimum=1, maximum=3600)
@@ -273,4 +286,6 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "tracardi"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    # One line per HTTP request to Elasticsearch would drown the workers' own lines.
+    "loggers": {"elastic_transport": {"level": "WARNING"}},
 }

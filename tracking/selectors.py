@@ -19,7 +19,6 @@ from queueing.models import WorkerSettings, WorkerType
 from tracking.models import EventSource, parse_origins
 
 T = TypeVar("T")
-MISSING = object()
 
 
 class TTLCache(Generic[T]):

@@ -8,7 +8,7 @@ broker confirmed.
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from django.db import transaction
@@ -36,7 +36,6 @@ class Identity:
     session_id: str
     profile_id: str | None
     new_session: bool
-    new_profile: bool
 
     @property
     def key(self) -> str:
@@ -48,7 +47,6 @@ class Identity:
 class TrackResult:
     identity: Identity
     event_ids: list[str]
-    warnings: list[str] = field(default_factory=list)
     task_id: str | None = None
 
 
@@ -70,39 +68,25 @@ def request_headers(meta: dict[str, Any]) -> dict[str, str]:
 def resolve_identity(*, source: SourceSnapshot, payload: dict[str, Any]) -> Identity:
     """Finds or registers the session's profile (DESIGN.md section 4).
 
-    A new session gets a new profile, unless the client's profile id is one this system
-    issued before (a returning visitor) or the source trusts static profile ids.
+    A new session gets a new profile; the client's profile id is used only when the
+    source trusts static profile ids (a client cannot attach itself to a profile it names).
     """
     session_id = (payload.get("session") or {}).get("id") or str(uuid.uuid4())
     client_profile = (payload.get("profile") or {}).get("id")
     if payload.get("profile_less"):
-        return Identity(session_id=session_id, profile_id=None, new_session=False, new_profile=False)
+        return Identity(session_id=session_id, profile_id=None, new_session=False)
+    trusted = client_profile if source.static_profile_id else None
 
     existing = SessionIdentity.objects.filter(session_id=session_id).values_list("profile_id", flat=True).first()
     if existing is not None:
-        if source.static_profile_id and client_profile and client_profile != existing:
-            return Identity(
-                session_id=session_id,
-                profile_id=client_profile,
-                new_session=False,
-                new_profile=not _profile_known(client_profile),
-            )
-        return Identity(session_id=session_id, profile_id=existing, new_session=False, new_profile=False)
-
-    if client_profile and (source.static_profile_id or _profile_known(client_profile)):
-        candidate, new_profile = client_profile, not _profile_known(client_profile)
-    else:
-        candidate, new_profile = str(uuid.uuid4()), True
+        return Identity(session_id=session_id, profile_id=trusted or existing, new_session=False)
+    candidate = trusted or str(uuid.uuid4())
     record, created = SessionIdentity.objects.get_or_create(
         session_id=session_id, defaults={"profile_id": candidate, "source_id": source.id}
     )
     if not created:  # a concurrent first request of this session registered it first
-        return Identity(session_id=session_id, profile_id=record.profile_id, new_session=False, new_profile=False)
-    return Identity(session_id=session_id, profile_id=candidate, new_session=True, new_profile=new_profile)
-
-
-def _profile_known(profile_id: str) -> bool:
-    return SessionIdentity.objects.filter(profile_id=profile_id).exists()
+        return Identity(session_id=session_id, profile_id=trusted or record.profile_id, new_session=False)
+    return Identity(session_id=session_id, profile_id=candidate, new_session=True)
 
 
 def _event_document(
@@ -166,7 +150,6 @@ def build_storage_jobs(
             profile_id=identity.profile_id,
             source_id=source.id,
             time=meta.received_at,
-            new=identity.new_session,
             context=payload["context"],
             properties=payload["properties"],
         )

@@ -45,6 +45,9 @@ class DatabaseBroker(Broker):
         except DatabaseError as exc:
             raise BrokerUnavailable(f"database broker did not accept the publish: {exc}") from exc
 
+    def setup(self) -> None:
+        """Nothing to create: the tables come with the migrations."""
+
     def close(self) -> None:
         """Nothing to flush: a publish is committed before it returns."""
 
@@ -72,6 +75,7 @@ class DatabaseConsumer(Consumer):
         self.owner = f"{consumer_name}:{uuid.uuid4().hex[:12]}"
         self.lease_seconds = settings.QUEUE_LEASE_SECONDS
         self.held: list[int] = []
+        self._turn = 0
         self._next_maintenance = 0.0
         # Delivered and not yet (n)acked, per partition: the next fetch continues after them.
         self._inflight: dict[int, set[int]] = {}
@@ -136,7 +140,9 @@ class DatabaseConsumer(Consumer):
     def _fetch(self, max_messages: int) -> list[ReceivedMessage]:
         now = time.time()
         rows: list[QueueMessage] = []
-        for partition in self.held:
+        # Start at a different partition each time: a busy one must not starve the others.
+        self._turn = (self._turn + 1) % max(len(self.held), 1)
+        for partition in self.held[self._turn :] + self.held[: self._turn]:
             if len(rows) >= max_messages:
                 break
             after = max(self._inflight.get(partition) or {0})

@@ -4,8 +4,9 @@ The database broker makes SQLite a store that several processes write to all the
 (gunicorn workers publishing, workers acknowledging and saving). SQLite's own busy
 handler makes a waiting writer sleep 1, 2, 5 ... 100 ms between tries, so under load
 some writers starve for hundreds of milliseconds while others get in. Here each write
-transaction first takes an exclusive flock on `<database>.writelock`, retried every
-half millisecond, so a writer gets in soon after the lock is free. The wait is bounded
+transaction first takes an exclusive flock on `<database>.writelock`, retried after
+0.1 ms growing to at most 5 ms (with jitter), so a writer gets in soon after the lock
+is free without spinning. The wait is bounded
 by the database timeout (DATABASE_TIMEOUT_SECONDS), after which it fails like SQLite's
 own "database is locked", and the API answers 503.
 """
@@ -14,12 +15,14 @@ from __future__ import annotations
 
 import fcntl
 import os
+import random
 import time
 
 from django.db import OperationalError
 from django.db.backends.sqlite3 import base
 
-RETRY_SECONDS = 0.0005
+FIRST_RETRY_SECONDS = 0.0001
+MAX_RETRY_SECONDS = 0.005
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
@@ -39,13 +42,15 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def _acquire_write_lock(self) -> None:
         fd = self._write_lock_fd()
         deadline = time.monotonic() + float(self.settings_dict["OPTIONS"].get("timeout", 5))
+        delay = FIRST_RETRY_SECONDS
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 if time.monotonic() > deadline:
                     raise OperationalError("database is locked (write lock timeout)") from None
-                time.sleep(RETRY_SECONDS)
+                time.sleep(delay * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, MAX_RETRY_SECONDS)
             else:
                 self._lock_held = True
                 return

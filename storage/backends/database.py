@@ -7,15 +7,14 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
-from storage.documents import apply_operations, merge_session, new_profile
+from storage.documents import APPLIED_JOBS_KEPT, apply_operations, merge_session, new_profile
 from storage.jobs import ProfileChange, SessionChange
 from storage.models import EventRecord, ProfileRecord, SessionRecord
 from storage.store import Entity, SaveResult, Store
 
-APPLIED_JOBS_KEPT = 500
 MODELS = {"profile": ProfileRecord, "session": SessionRecord, "event": EventRecord}
 FILTERS = {
     "profile": set(),
@@ -36,6 +35,12 @@ def _parse_time(value: str | None, default: datetime) -> datetime:
 
 
 class DatabaseStore(Store):
+    def setup(self) -> None:
+        """Nothing to create: the tables come with the migrations."""
+
+    def refresh(self) -> None:
+        """Nothing to do: a committed write is visible at once."""
+
     def apply_profile_changes(self, changes: Sequence[ProfileChange]) -> SaveResult:
         result = SaveResult()
         if not changes:
@@ -127,11 +132,13 @@ class DatabaseStore(Store):
                 document=event,
             )
         if records:
+            # MySQL upserts on the primary key without being told (and refuses to be told).
+            target = {"unique_fields": ["id"]} if connection.features.supports_update_conflicts_with_target else {}
             EventRecord.objects.bulk_create(
                 list(records.values()),
                 update_conflicts=True,
-                unique_fields=["id"],
                 update_fields=["type", "profile_id", "session_id", "source_id", "time", "document"],
+                **target,
             )
         result.saved = len(records)
         return result

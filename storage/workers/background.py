@@ -18,7 +18,7 @@ from queueing.broker import ReceivedMessage
 from queueing.topics import FUNCTIONS
 from queueing.worker import Worker, invoked
 from storage.jobs import InvalidJob, StorageJob
-from storage.store import SaveResult, Store, get_store
+from storage.store import SaveResult, Store, StoreUnavailable, get_store
 
 logger = logging.getLogger("storage.workers")
 
@@ -69,6 +69,7 @@ def store_bulk_jobs(store: Store, messages: Sequence[ReceivedMessage]) -> dict[i
 class BackgroundWorker(Worker):
     worker_type = "background"
     topic = FUNCTIONS
+    transient_errors = (*Worker.transient_errors, StoreUnavailable)
 
     def __init__(self, *, store: Store | None = None, **kwargs) -> None:
         super().__init__(**kwargs)

@@ -186,11 +186,13 @@ def test_profile_operations_count_visits_and_events(client, source, worker_setti
     assert profile["metadata"]["time"]["visit"]["last"]
 
 
-def test_returning_visitor_keeps_the_profile_issued_before(client, source):
+def test_a_new_session_gets_a_new_profile_whatever_profile_id_the_client_sends(client, source):
     first = post(client, payload(source.id)).json()
     again = post(client, payload(source.id, profile=first["profile"])).json()
     assert again["session"] != first["session"]
-    assert again["profile"] == first["profile"]
+    assert again["profile"] != first["profile"]
+    same_session = post(client, payload(source.id, session=first["session"], profile={"id": "other"})).json()
+    assert same_session["profile"] == first["profile"]  # the registry decides, not the client
 
 
 def test_static_profile_id_source_trusts_the_clients_profile(client, make_source):

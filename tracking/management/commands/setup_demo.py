@@ -20,14 +20,17 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--url", default="http://127.0.0.1:8000", help="Where the server listens.")
         parser.add_argument(
-            "--no-collector", action="store_true", help="Leave worker.collector.enabled off (the Helm default)."
+            "--no-collector",
+            action="store_true",
+            help="On the first run, leave worker.collector.enabled off (the Helm default).",
         )
 
     def handle(self, *args: object, url: str, no_collector: bool, **options: object) -> None:
         password_file = settings.VAR_DIR / "admin-password"
         user_model = get_user_model()
         user = user_model.objects.filter(username="admin").first()
-        if user is None:
+        first_run = user is None
+        if first_run:
             password = os.environ.get("ADMIN_PASSWORD") or secrets.token_urlsafe(12)
             user = user_model.objects.create_superuser("admin", "admin@localhost", password)
             password_file.write_text(password + "\n")
@@ -40,8 +43,14 @@ class Command(BaseCommand):
         )
         if not source.enabled:
             self.stdout.write(self.style.WARNING(f"Event source {DEMO_SOURCE_ID} exists but is disabled."))
-        WorkerSettings.objects.update_or_create(worker_type="background", defaults={"enabled": True})
-        WorkerSettings.objects.update_or_create(worker_type="collector", defaults={"enabled": not no_collector})
+        if first_run:
+            # Once: later runs keep what was changed in the admin since.
+            WorkerSettings.objects.update_or_create(worker_type="background", defaults={"enabled": True})
+            WorkerSettings.objects.update_or_create(worker_type="collector", defaults={"enabled": not no_collector})
+        state = {
+            t: "on" if WorkerSettings.objects.filter(worker_type=t, enabled=True).exists() else "off"
+            for t in ("background", "collector")
+        }
 
         password = password_file.read_text().strip() if password_file.exists() else "(the password you set)"
         self.stdout.write(
@@ -53,7 +62,7 @@ class Command(BaseCommand):
                     f"Tracking API:   POST {url}/track  (event source id: {DEMO_SOURCE_ID})",
                     f"Backlog API:    curl -H 'Authorization: Token {token.key}' {url}/queue/system/functions/backlog",
                     f"Demo traffic:   .venv/bin/python manage.py send_events --url {url}",
-                    f"Workers:        background on, collector {'off' if no_collector else 'on'}"
+                    f"Workers:        background {state['background']}, collector {state['collector']}"
                     " (change them in the admin under Worker settings)",
                     "",
                 ]

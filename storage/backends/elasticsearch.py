@@ -1,0 +1,414 @@
+"""The `elasticsearch` store: profile, session and event documents in Elasticsearch.
+
+- Index templates (created by `setup_storage`, or on first use) map only the fields the
+  pipeline queries; arbitrary objects (properties, context, traits, ...) are `flattened`
+  fields, one mapping entry each however many keys clients send, so a flood of new
+  property names cannot explode the mapping. Roots outside the mapping stay in _source.
+- Events go to monthly indices `<tenant>.event-YYYY-MM` behind the read alias
+  `<tenant>.event`; profiles and sessions have an index each.
+- Profiles and sessions are read-modify-written with optimistic concurrency
+  (if_seq_no / if_primary_term): on a conflict the document is read again and the
+  changes applied again, so an update is never lost, whoever else wrote in between.
+  The profile keeps the ids of the jobs it applied, so a redelivered job is skipped.
+- Bulk writes report per document; 429 and connection errors are retried with backoff.
+Nothing here needs scripts, update/delete-by-query or extra analyzers.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.utils import timezone
+from elasticsearch import ApiError, Elasticsearch, NotFoundError, TransportError
+from elasticsearch.dsl import (
+    Boolean,
+    Date,
+    Document,
+    Flattened,
+    InnerDoc,
+    Integer,
+    Keyword,
+    MetaField,
+    Object,
+)
+
+from storage.documents import APPLIED_JOBS_KEPT, apply_operations, merge_session, new_profile
+from storage.jobs import ProfileChange, SessionChange
+from storage.store import Entity, SaveResult, Store, StoreUnavailable
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 6
+RETRY_BASE_SECONDS = 0.2
+RETRYABLE_STATUS = {429, 502, 503, 504}
+FILTER_FIELDS = {"profile_id": "profile.id", "session_id": "session.id", "source_id": "source.id", "type": "type"}
+ALLOWED_FILTERS = {
+    "profile": set(),
+    "session": {"profile_id", "source_id"},
+    "event": {"profile_id", "session_id", "source_id", "type"},
+}
+SORT = {"profile": "metadata.time.update", "session": "metadata.time.update", "event": "metadata.time.insert"}
+
+
+# --- mappings ---------------------------------------------------------------------------
+
+
+class Ref(InnerDoc):
+    id = Keyword()
+
+
+class EntityTime(InnerDoc):
+    insert = Date()
+    update = Date()
+    create = Date()
+
+
+class Visit(InnerDoc):
+    last = Date()
+    current = Date()
+    count = Integer()
+
+
+class ProfileTime(InnerDoc):
+    create = Date()
+    update = Date()
+    visit = Object(Visit)
+
+
+class ProfileDocument(Document):
+    id = Keyword()
+    metadata = Object(properties={"time": Object(ProfileTime)})
+    ids = Keyword()
+    stats = Flattened()
+    traits = Flattened()
+    data = Flattened()
+    segments = Keyword()
+    interests = Flattened()
+    consents = Flattened()
+    aux = Flattened()
+    misc = Flattened()
+    tags = Keyword()
+    applied_jobs = Keyword(index=False, doc_values=False)
+
+    class Meta:
+        dynamic = MetaField(False)
+
+
+class SessionDocument(Document):
+    id = Keyword()
+    profile = Object(Ref)
+    source = Object(Ref)
+    metadata = Object(properties={"time": Object(EntityTime)})
+    context = Flattened()
+    properties = Flattened()
+
+    class Meta:
+        dynamic = MetaField(False)
+
+
+class EventDocument(Document):
+    id = Keyword()
+    type = Keyword()
+    profile = Object(Ref)
+    session = Object(Ref)
+    source = Object(Ref)
+    # `create` is the client's time, not trusted to be a date: kept in _source only.
+    metadata = Object(properties={"time": Object(properties={"insert": Date()}), "valid": Boolean()})
+    properties = Flattened()
+    context = Flattened()
+    tags = Keyword()
+    request = Object(properties={"ip": Keyword(), "headers": Flattened()})
+
+    class Meta:
+        dynamic = MetaField(False)
+
+
+def _index_settings() -> dict[str, Any]:
+    return {"number_of_shards": settings.ELASTICSEARCH_SHARDS, "number_of_replicas": settings.ELASTICSEARCH_REPLICAS}
+
+
+def index_name(entity: Entity, *, month: str | None = None) -> str:
+    if entity == "event":
+        return f"{settings.TENANT}.event-{month}" if month else f"{settings.TENANT}.event"
+    return f"{settings.TENANT}.{entity}"
+
+
+def event_month(event: dict[str, Any]) -> str:
+    inserted = ((event.get("metadata") or {}).get("time") or {}).get("insert")
+    try:
+        moment = datetime.fromisoformat(inserted) if inserted else timezone.now()
+    except ValueError:
+        moment = timezone.now()
+    return moment.strftime("%Y-%m")
+
+
+class ElasticsearchStore(Store):
+    def __init__(
+        self,
+        *,
+        hosts: list[str] | None = None,
+        timeout: float | None = None,
+        attempts: int = MAX_ATTEMPTS,
+        backoff: float = RETRY_BASE_SECONDS,
+    ) -> None:
+        self.es = Elasticsearch(
+            hosts or settings.ELASTICSEARCH_URL,
+            request_timeout=timeout or settings.ELASTICSEARCH_TIMEOUT_SECONDS,
+            retry_on_timeout=True,
+            max_retries=3,
+        )
+        self.attempts = attempts
+        self.backoff = backoff
+        self._ready = False
+        self._lock = threading.Lock()
+
+    # --- setup ------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        """Index templates and the profile and session indices; idempotent."""
+        for entity, document, pattern, aliases in (
+            ("profile", ProfileDocument, index_name("profile"), {}),
+            ("session", SessionDocument, index_name("session"), {}),
+            ("event", EventDocument, f"{index_name('event')}-*", {index_name("event"): {}}),
+        ):
+            self._retrying(
+                lambda document=document, pattern=pattern, aliases=aliases, entity=entity: (
+                    self.es.indices.put_index_template(
+                        name=f"{settings.TENANT}.{entity}",
+                        index_patterns=[pattern],
+                        template={
+                            "settings": _index_settings(),
+                            "mappings": document._doc_type.mapping.to_dict(),
+                            "aliases": aliases,
+                        },
+                        priority=100,
+                    )
+                )
+            )
+        for entity in ("profile", "session"):
+            if not self.es.indices.exists(index=index_name(entity)):
+                try:
+                    self.es.indices.create(index=index_name(entity))
+                except ApiError as exc:
+                    if "resource_already_exists_exception" not in str(exc):
+                        raise
+        self._ready = True
+
+    def _ensure_ready(self) -> None:
+        if not self._ready:
+            with self._lock:
+                if not self._ready:
+                    self.setup()
+
+    # --- retries ----------------------------------------------------------------------
+
+    def _retrying(self, call: Callable[[], Any]) -> Any:
+        """Retries connection errors and 429/5xx with backoff; then raises StoreUnavailable."""
+        for attempt in range(self.attempts):
+            try:
+                return call()
+            except TransportError as exc:  # connection refused, reset, timed out
+                error: Exception = exc
+            except ApiError as exc:
+                if exc.meta.status not in RETRYABLE_STATUS:
+                    raise
+                error = exc
+            if attempt < self.attempts - 1:
+                time.sleep(self.backoff * 2**attempt)
+        raise StoreUnavailable(f"Elasticsearch did not answer after {self.attempts} attempts: {error}") from error
+
+    def _bulk(self, actions: list[tuple[dict[str, Any], dict[str, Any] | None]]) -> dict[str, dict[str, Any]]:
+        """Runs bulk actions, retrying the items refused with 429; returns the failed items by id."""
+        pending = actions
+        failures: dict[str, dict[str, Any]] = {}
+        for attempt in range(self.attempts):
+            operations: list[dict[str, Any]] = []
+            for meta, source in pending:
+                operations.append(meta)
+                if source is not None:
+                    operations.append(source)
+            response = self._retrying(lambda operations=operations: self.es.bulk(operations=operations))
+            retry = []
+            failures = {}
+            for (meta, source), item in zip(pending, response["items"], strict=True):
+                result = next(iter(item.values()))
+                if result.get("status", 500) < 300:
+                    continue
+                if result["status"] == 429 and attempt < self.attempts - 1:
+                    retry.append((meta, source))
+                failures[next(iter(meta.values()))["_id"]] = result
+            if not retry:
+                return failures
+            pending = retry
+            time.sleep(self.backoff * 2**attempt)
+        return failures
+
+    # --- read-modify-write with optimistic concurrency ------------------------------------
+
+    def _read_modify_write(
+        self,
+        entity: Entity,
+        ids: list[str],
+        update: Callable[[str, dict[str, Any] | None], dict[str, Any] | None],
+    ) -> SaveResult:
+        """For each id: read, `update(id, current) -> new document or None (no change)`, write
+        guarded by the sequence number read; on a conflict, read again and update again."""
+        result = SaveResult()
+        index = index_name(entity)
+        pending = list(dict.fromkeys(ids))
+        for _attempt in range(self.attempts):
+            if not pending:
+                break
+            found = self._retrying(lambda pending=pending: self.es.mget(index=index, ids=pending))["docs"]
+            actions = []
+            for doc in found:
+                current = doc["_source"] if doc.get("found") else None
+                try:
+                    updated = update(doc["_id"], current)
+                except ValueError as exc:
+                    result.errors[doc["_id"]] = str(exc)
+                    continue
+                if updated is None:
+                    continue
+                if current is None:
+                    meta = {"create": {"_index": index, "_id": doc["_id"]}}
+                else:
+                    meta = {
+                        "index": {
+                            "_index": index,
+                            "_id": doc["_id"],
+                            "if_seq_no": doc["_seq_no"],
+                            "if_primary_term": doc["_primary_term"],
+                        }
+                    }
+                actions.append((meta, updated))
+            failures = self._bulk(actions) if actions else {}
+            pending = [doc_id for doc_id, failure in failures.items() if failure["status"] == 409]
+            for doc_id, failure in failures.items():
+                if failure["status"] != 409:
+                    result.errors[doc_id] = _reason(failure)
+            result.saved += len(actions) - len(failures)
+        for doc_id in pending:
+            result.errors[doc_id] = f"still conflicting after {self.attempts} attempts"
+        return result
+
+    # --- Store ------------------------------------------------------------------------------
+
+    def apply_profile_changes(self, changes: Sequence[ProfileChange]) -> SaveResult:
+        if not changes:
+            return SaveResult()
+        self._ensure_ready()
+        by_profile: dict[str, list[ProfileChange]] = {}
+        for change in changes:
+            by_profile.setdefault(change.profile_id, []).append(change)
+        stamp = timezone.now().isoformat()
+        errors: dict[str, str] = {}
+
+        def update(profile_id: str, current: dict[str, Any] | None) -> dict[str, Any] | None:
+            doc = current or {**new_profile(profile_id, now=stamp), "applied_jobs": []}
+            applied = list(doc.get("applied_jobs") or [])
+            changed = current is None
+            for change in by_profile[profile_id]:
+                if change.job_id in applied:
+                    continue  # redelivered: already applied once
+                try:
+                    doc = apply_operations(orjson.loads(orjson.dumps(doc)), change.operations, now=stamp)
+                except ValueError as exc:
+                    errors[profile_id] = str(exc)
+                    continue
+                applied.append(change.job_id)
+                changed = True
+            doc["applied_jobs"] = applied[-APPLIED_JOBS_KEPT:]
+            return doc if changed else None
+
+        result = self._read_modify_write("profile", list(by_profile), update)
+        result.errors.update(errors)
+        return result
+
+    def save_sessions(self, changes: Sequence[SessionChange]) -> SaveResult:
+        if not changes:
+            return SaveResult()
+        self._ensure_ready()
+        by_session: dict[str, list[SessionChange]] = {}
+        for change in changes:
+            by_session.setdefault(change.id, []).append(change)
+
+        def update(session_id: str, current: dict[str, Any] | None) -> dict[str, Any]:
+            doc = current
+            for change in by_session[session_id]:
+                doc = merge_session(doc, change)
+            return doc
+
+        return self._read_modify_write("session", list(by_session), update)
+
+    def save_events(self, events: Sequence[dict[str, Any]]) -> SaveResult:
+        if not events:
+            return SaveResult()
+        self._ensure_ready()
+        unique = {event["id"]: event for event in events}
+        actions = [
+            ({"index": {"_index": index_name("event", month=event_month(e)), "_id": e["id"]}}, e)
+            for e in unique.values()
+        ]
+        failures = self._bulk(actions)
+        return SaveResult(saved=len(actions) - len(failures), errors={k: _reason(v) for k, v in failures.items()})
+
+    def get(self, entity: Entity, id: str) -> dict[str, Any] | None:
+        self._ensure_ready()
+        if entity == "event":
+            hits = self._search("event", {"ids": {"values": [id]}}, size=1)
+            return hits[0] if hits else None
+        try:
+            source = self.es.get(index=index_name(entity), id=id)["_source"]
+        except NotFoundError:
+            return None
+        source.pop("applied_jobs", None)
+        return source
+
+    def _query(self, entity: Entity, filters: dict[str, str]) -> dict[str, Any]:
+        unknown = set(filters) - ALLOWED_FILTERS[entity]
+        if unknown:
+            raise ValueError(f"cannot filter {entity}s by {', '.join(sorted(unknown))}")
+        return {"bool": {"filter": [{"term": {FILTER_FIELDS[k]: v}} for k, v in filters.items()]}}
+
+    def _search(self, entity: Entity, query: dict[str, Any], *, size: int) -> list[dict[str, Any]]:
+        response = self.es.search(
+            index=index_name(entity),
+            query=query,
+            size=size,
+            sort=[{SORT[entity]: {"order": "desc", "unmapped_type": "date"}}],
+            ignore_unavailable=True,
+            allow_no_indices=True,
+        )
+        sources = [hit["_source"] for hit in response["hits"]["hits"]]
+        for source in sources:
+            source.pop("applied_jobs", None)
+        return sources
+
+    def search(self, entity: Entity, *, limit: int = 100, **filters: str) -> list[dict[str, Any]]:
+        self._ensure_ready()
+        return self._search(entity, self._query(entity, filters), size=limit)
+
+    def count(self, entity: Entity, **filters: str) -> int:
+        self._ensure_ready()
+        query = self._query(entity, filters)
+        return self.es.count(index=index_name(entity), query=query, ignore_unavailable=True, allow_no_indices=True)[
+            "count"
+        ]
+
+    def refresh(self) -> None:
+        self.es.indices.refresh(index=f"{settings.TENANT}.*", ignore_unavailable=True, allow_no_indices=True)
+
+
+def _reason(failure: dict[str, Any]) -> str:
+    error = failure.get("error") or {}
+    if isinstance(error, dict):
+        return f"{error.get('type', 'error')}: {error.get('reason', '')}".strip()
+    return str(error)

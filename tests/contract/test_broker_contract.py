@@ -1,0 +1,157 @@
+"""The Broker contract, run against the database broker and against a real Pulsar."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+
+import pytest
+
+from queueing.broker import OutgoingMessage
+from queueing.topics import FUNCTIONS
+from storage.jobs import ProfileChange, ProfileOperation, StorageJob
+from storage.store import get_store
+from tests.helpers import wait_for
+
+
+def keyed(key: str, n: int, start: int = 0) -> list[OutgoingMessage]:
+    return [OutgoingMessage(topic=FUNCTIONS, key=key, payload={"key": key, "n": i}) for i in range(start, start + n)]
+
+
+def receive_all(consumer, expected: int, timeout: float = 20) -> list:
+    got: list = []
+    deadline = time.monotonic() + timeout
+    while len(got) < expected and time.monotonic() < deadline:
+        got += consumer.receive(max_messages=expected - len(got), timeout=0.5)
+    return got
+
+
+def backlog(broker, topic=FUNCTIONS) -> dict[str, int]:
+    return {entry.partition: entry.count for entry in broker.backlog(topic=topic)}
+
+
+def test_publish_consume_and_acknowledge_with_exact_backlog_counts(broker):
+    broker.publish(keyed("alpha", 3) + keyed("beta", 2))
+    entries = broker.backlog(topic=FUNCTIONS)
+    assert [e.partition for e in entries] == [FUNCTIONS.partition_url(p) for p in range(4)]
+    assert {e.subscription for e in entries} == {"tracardi-function-subscription"}
+    assert sum(e.count for e in entries) == 5
+
+    consumer = broker.subscribe(topic=FUNCTIONS, consumer_name="contract")
+    got = receive_all(consumer, 5)
+    assert sorted((m.payload["key"], m.payload["n"]) for m in got) == [
+        ("alpha", 0), ("alpha", 1), ("alpha", 2), ("beta", 0), ("beta", 1),
+    ]  # fmt: skip
+    # The backlog counts the partitions the messages really are in.
+    per_partition = Counter(FUNCTIONS.partition_url(m.partition) for m in got)
+    assert {p: c for p, c in backlog(broker).items() if c} == dict(per_partition)
+    for key in ("alpha", "beta"):
+        assert [m.payload["n"] for m in got if m.key == key] == sorted(m.payload["n"] for m in got if m.key == key)
+    consumer.acknowledge(got)
+    wait_for(lambda: sum(backlog(broker).values()) == 0, timeout=10, message="backlog 0 after ack")
+    consumer.close()
+
+
+def test_a_nacked_message_is_delivered_again_with_its_redelivery_count(broker, settings):
+    settings.QUEUE_NACK_DELAY_SECONDS = 0.2
+    broker.publish(keyed("k", 1))
+    consumer = broker.subscribe(topic=FUNCTIONS, consumer_name="contract")
+    (first,) = receive_all(consumer, 1)
+    assert first.redelivery_count == 0
+    consumer.negative_acknowledge([first], error="try again")
+    (again,) = receive_all(consumer, 1)
+    assert again.payload == first.payload and again.redelivery_count == 1
+    consumer.acknowledge([again])
+    consumer.close()
+
+
+def test_after_max_redeliveries_the_message_is_dead_lettered_and_the_rest_flows(broker, settings):
+    settings.QUEUE_NACK_DELAY_SECONDS = 0.1
+    settings.MAX_REDELIVERIES = 2
+    broker.publish([OutgoingMessage(topic=FUNCTIONS, key="k", payload={"poison": True})])
+    consumer = broker.subscribe(topic=FUNCTIONS, consumer_name="contract")
+    broker.publish(keyed("k", 2))
+    good = []
+
+    def dead_lettered() -> bool:
+        return sum(backlog(broker, FUNCTIONS.dead_letter).values()) == 1
+
+    deadline = time.monotonic() + 30
+    while not (len(good) == 2 and dead_lettered()) and time.monotonic() < deadline:
+        for message in consumer.receive(max_messages=10, timeout=0.5):
+            if message.payload.get("poison"):
+                consumer.negative_acknowledge([message], error="always fails")
+            else:
+                good.append(message)
+                consumer.acknowledge([message])
+    assert [m.payload["n"] for m in good] == [0, 1]
+    assert dead_lettered()
+    wait_for(lambda: sum(backlog(broker).values()) == 0, timeout=20, message="the topic drained")
+    consumer.close()
+
+
+def storage_job(profile_id: str, n: int) -> OutgoingMessage:
+    job = StorageJob(
+        job_id=str(uuid.uuid4()),
+        profile=ProfileChange(
+            profile_id=profile_id,
+            job_id="",  # set from the payload's job_id when read
+            operations=[ProfileOperation("append", "data.seq", n), ProfileOperation("increment", "stats.events", 1)],
+        ),
+        session=None,
+        events=[
+            {
+                "id": f"{profile_id}-{n}",
+                "type": "seq",
+                "source": {"id": "contract"},
+                "session": None,
+                "profile": {"id": profile_id},
+                "metadata": {"time": {"insert": "2026-11-29T10:00:00+00:00"}},
+            }
+        ],
+    )
+    return OutgoingMessage(topic=FUNCTIONS, key=profile_id, payload=job.to_payload())
+
+
+def test_two_worker_processes_keep_the_order_of_each_key(broker, spawn, backend_env, worker_settings):
+    worker_settings("background", min_batch_size=5, max_batch_size=20, max_time_in_buffer=0.05)
+    workers = [spawn("run_worker", "background", env=backend_env) for _ in range(2)]
+    profiles = [f"p{uuid.uuid4().hex[:8]}" for _ in range(8)]
+    for n in range(25):  # interleaved, one publish per round: order matters per profile only
+        broker.publish([storage_job(p, n) for p in profiles])
+    store = get_store()
+    wait_for(lambda: sum(backlog(broker).values()) == 0, timeout=90, message="the workers to drain the topic")
+    for profile_id in profiles:
+        profile = store.get("profile", profile_id)
+        assert profile["data"]["seq"] == list(range(25)), profile_id  # appended in publish order
+        assert profile["stats"]["events"] == 25
+    assert sum(1 for w in workers if "Saved" in w.output()) >= 1
+    for worker in workers:
+        assert worker.stop() == 0
+
+
+def test_messages_of_a_killed_consumer_are_delivered_again_and_stored_once(broker, spawn, backend_env, worker_settings):
+    worker_settings("background", min_batch_size=1000, max_batch_size=1000, max_time_in_buffer=0.5)
+    profile_id = f"p{uuid.uuid4().hex[:8]}"
+    broker.publish([storage_job(profile_id, n) for n in range(30)])
+    victim = spawn("run_worker", "background", env={**backend_env, "FAULT_INJECT": "before_ack:60"})
+    wait_for(lambda: "pausing 60.0s at before_ack" in victim.output(), timeout=60, message="the victim mid-batch")
+    victim.kill()
+    assert sum(backlog(broker).values()) == 30  # written, never acknowledged
+    successor = spawn("run_worker", "background", env=backend_env)
+    wait_for(lambda: sum(backlog(broker).values()) == 0, timeout=90, message="redelivered and acknowledged")
+    store = get_store()
+    assert store.count("event", profile_id=profile_id) == 30
+    profile = store.get("profile", profile_id)
+    assert profile["stats"]["events"] == 30  # each job applied exactly once
+    assert profile["data"]["seq"] == list(range(30))
+    assert successor.stop() == 0
+
+
+@pytest.mark.parametrize("topic_name", ["collector", "functions-DLQ"])
+def test_every_topic_reports_every_partition(broker, topic_name):
+    from queueing.topics import ALL_TOPICS
+
+    topic = ALL_TOPICS[topic_name]
+    assert backlog(broker, topic) == {topic.partition_url(p): 0 for p in range(4)}

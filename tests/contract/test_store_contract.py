@@ -1,0 +1,119 @@
+"""The Store contract, run against the database store and against a real Elasticsearch."""
+
+from __future__ import annotations
+
+import pytest
+
+from storage.jobs import ProfileChange, ProfileOperation, SessionChange
+
+
+def change(job: str, *ops: tuple, profile: str = "p1") -> ProfileChange:
+    return ProfileChange(profile_id=profile, job_id=job, operations=[ProfileOperation(*op) for op in ops])
+
+
+def event(event_id: str, **fields) -> dict:
+    return {
+        "id": event_id,
+        "type": fields.pop("type", "page-view"),
+        "source": {"id": fields.pop("source", "s1")},
+        "session": {"id": fields.pop("session", "sess")},
+        "profile": {"id": fields.pop("profile", "p1")},
+        "metadata": {"time": {"insert": fields.pop("time", "2026-11-29T10:00:00+00:00")}},
+        "properties": fields.pop("properties", {}),
+        **fields,
+    }
+
+
+def test_bulk_saved_events_are_found_and_saving_again_duplicates_nothing(store):
+    result = store.save_events([event("e1"), event("e2", type="click"), event("e3", time="2026-10-02T00:00:00+00:00")])
+    assert result.saved == 3 and not result.errors
+    store.save_events([event("e1"), event("e2", type="click")])  # a redelivery
+    store.refresh()
+    assert store.count("event") == 3
+    assert store.get("event", "e2")["type"] == "click"
+    assert store.get("event", "e3")["metadata"]["time"]["insert"].startswith("2026-10-02")
+    assert store.get("event", "missing") is None
+
+
+def test_profile_operations_are_applied_in_order_and_each_job_once(store):
+    changes = [
+        change("j1", ("set", "traits.name", "Ann"), ("increment", "stats.events", 2)),
+        change("j2", ("set", "traits.name", "Bob"), ("append", "data.seen", "a"), ("add_tag", "tags", "vip")),
+        change("j3", ("set_if_missing", "traits.name", "Zed"), ("append", "data.seen", ["a", "b"])),
+        change("j4", ("merge", "aux", {"x": {"y": 1}}), ("increment", "stats.events", 1)),
+    ]
+    assert store.apply_profile_changes(changes).saved == 1
+    store.apply_profile_changes(changes[1:])  # a redelivery applies nothing twice
+    profile = store.get("profile", "p1")
+    assert profile["traits"]["name"] == "Bob"
+    assert profile["data"]["seen"] == ["a", "b"]
+    assert profile["tags"] == ["vip"]
+    assert profile["aux"] == {"x": {"y": 1}}
+    assert profile["stats"]["events"] == 3
+    assert "applied_jobs" not in profile
+
+
+def test_a_failing_job_is_reported_and_leaves_no_half_applied_change(store):
+    result = store.apply_profile_changes(
+        [change("ok", ("set", "traits.a", 1)), change("bad", ("set", "traits.b", 1), ("increment", "traits.a", "x"))]
+    )
+    assert result.errors == {"p1": "cannot increment 'traits.a' by 'x'"}
+    assert store.get("profile", "p1")["traits"] == {"a": 1}
+
+
+def test_changes_of_many_profiles_in_one_batch(store):
+    changes = [change(f"j{i}", ("increment", "stats.events", 1), profile=f"p{i % 7}") for i in range(70)]
+    result = store.apply_profile_changes(changes)
+    assert result.saved == 7 and not result.errors
+    assert all(store.get("profile", f"p{i}")["stats"]["events"] == 10 for i in range(7))
+
+
+def test_sessions_merge_context_and_properties(store):
+    first = SessionChange(id="s1", profile_id="p1", source_id="src", time="2026-11-29T10:00:00+00:00",
+                          context={"browser": {"name": "x"}}, properties={"a": 1})  # fmt: skip
+    second = SessionChange(id="s1", profile_id="p1", source_id="src", time="2026-11-29T10:05:00+00:00",
+                           context={"browser": {"version": 2}}, properties={"b": 2})  # fmt: skip
+    store.save_sessions([first])
+    store.save_sessions([second])
+    session = store.get("session", "s1")
+    assert session["context"] == {"browser": {"name": "x", "version": 2}}
+    assert session["properties"] == {"a": 1, "b": 2}
+    assert session["metadata"]["time"] == {"insert": first.time, "update": second.time}
+    store.refresh()
+    assert store.count("session", profile_id="p1") == 1
+
+
+def test_search_and_count_filter_and_sort_newest_first(store):
+    store.save_events(
+        [
+            event("e1", profile="p1", session="s1", time="2026-11-29T10:00:00+00:00"),
+            event("e2", profile="p1", session="s2", time="2026-11-29T11:00:00+00:00"),
+            event("e3", profile="p2", session="s3", type="click", source="s2"),
+        ]
+    )
+    store.refresh()
+    assert [e["id"] for e in store.search("event", profile_id="p1")] == ["e2", "e1"]
+    assert store.count("event", session_id="s3", type="click") == 1
+    assert store.count("event", source_id="s2") == 1
+    with pytest.raises(ValueError, match="cannot filter events by colour"):
+        store.count("event", colour="red")
+
+
+def test_five_thousand_distinct_property_names_do_not_grow_the_mapping(store):
+    events = [
+        event(f"wide-{i}", properties={f"prop_{i}_{j}": j for j in range(100)} | {"shared": f"v{i % 3}"})
+        for i in range(50)
+    ]
+    result = store.save_events(events)
+    assert result.saved == 50 and not result.errors
+    store.refresh()
+    assert store.count("event") == 50
+    assert store.get("event", "wide-49")["properties"]["prop_49_99"] == 99
+    if hasattr(store, "es"):  # Elasticsearch: the mapping stayed what the template says
+        from storage.backends.elasticsearch import index_name
+
+        mappings = store.es.indices.get_mapping(index=index_name("event"))
+        for index in mappings.values():
+            properties = index["mappings"]["properties"]
+            assert properties["properties"] == {"type": "flattened"}
+            assert len(str(properties)) < 2000

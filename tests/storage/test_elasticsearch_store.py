@@ -1,0 +1,96 @@
+"""What only the Elasticsearch store does: per-document bulk errors, retries, unavailability."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.conf import settings
+
+from queueing.backends.database import DatabaseBroker
+from queueing.broker import OutgoingMessage
+from queueing.models import QueueMessage
+from queueing.topics import FUNCTIONS
+from storage.jobs import StorageJob
+from storage.store import StoreUnavailable
+from storage.workers.background import BackgroundWorker
+from tests.conftest import free_port, require_engine
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def es_store(tenant):
+    require_engine("Elasticsearch", settings.ELASTICSEARCH_URL[0], "/_cluster/health")
+    from storage.backends.elasticsearch import ElasticsearchStore
+
+    store = ElasticsearchStore()
+    store.setup()
+    yield store
+    store.es.indices.delete(index=f"{tenant}.*", ignore_unavailable=True, allow_no_indices=True)
+    store.es.indices.delete_index_template(name=f"{tenant}.*")
+
+
+def event(event_id: str, inserted: str = "2026-11-29T10:00:00+00:00") -> dict:
+    return {
+        "id": event_id,
+        "type": "t",
+        "source": {"id": "s"},
+        "session": None,
+        "profile": None,
+        "metadata": {"time": {"insert": inserted}},
+    }
+
+
+def test_a_document_elasticsearch_refuses_is_reported_by_id_and_the_others_are_saved(es_store):
+    # The month comes from a valid time, but the field itself must be a date: this one is refused.
+    bad = event("bad") | {"request": {"ip": {"not": "a keyword"}}}
+    result = es_store.save_events([event("good-1"), bad, event("good-2")])
+    assert result.saved == 2
+    assert list(result.errors) == ["bad"]
+    assert "document_parsing_exception" in result.errors["bad"] or "mapper_parsing" in result.errors["bad"]
+    es_store.refresh()
+    assert es_store.get("event", "good-2") and es_store.get("event", "bad") is None
+
+
+def test_the_worker_acknowledges_the_good_messages_and_retries_only_the_refused_one(es_store, worker_settings):
+    worker_settings("background", min_batch_size=1, max_time_in_buffer=0)
+    broker = DatabaseBroker()
+    good = StorageJob(job_id="j1", profile=None, session=None, events=[event("good-1")])
+    bad = StorageJob(job_id="j2", profile=None, session=None, events=[event("bad") | {"request": {"ip": {"x": 1}}}])
+    broker.publish(
+        [OutgoingMessage(topic=FUNCTIONS, key=k, payload=j.to_payload()) for k, j in (("a", good), ("b", bad))]
+    )
+    worker = BackgroundWorker(broker=broker, store=es_store)
+    assert worker.process_batch() == 2
+    worker.consumer.close()
+    (left,) = QueueMessage.objects.filter(topic="functions")
+    assert left.key == "b" and "event bad:" in left.error and left.deliveries == 1
+
+
+def test_an_unreachable_elasticsearch_is_retried_then_reported_unavailable(tenant):
+    from storage.backends.elasticsearch import ElasticsearchStore
+
+    store = ElasticsearchStore(hosts=[f"http://127.0.0.1:{free_port()}"], attempts=3, backoff=0.01)
+    with pytest.raises(StoreUnavailable, match="did not answer after 3 attempts"):
+        store.save_events([event("e1")])
+
+
+def test_while_the_store_is_down_the_worker_keeps_the_batch_and_spends_no_redelivery(tenant, worker_settings, caplog):
+    from storage.backends.elasticsearch import ElasticsearchStore
+
+    worker_settings("background", min_batch_size=1, max_time_in_buffer=0)
+    broker = DatabaseBroker()
+    job = StorageJob(job_id="j1", profile=None, session=None, events=[event("e1")])
+    broker.publish([OutgoingMessage(topic=FUNCTIONS, key="k", payload=job.to_payload())])
+    down = ElasticsearchStore(hosts=[f"http://127.0.0.1:{free_port()}"], attempts=2, backoff=0.01)
+    worker = BackgroundWorker(broker=broker, store=down)
+    stopper = threading.Timer(3.5, lambda: setattr(worker, "stopping", True))  # as SIGTERM does
+    stopper.start()
+    worker.process_batch()
+    worker.consumer.close()
+    retries = [r.getMessage() for r in caplog.records if "retrying the batch of 1" in r.getMessage()]
+    assert [m.rsplit(" ", 1)[-1] for m in retries[:2]] == ["1s", "2s"]  # a growing delay
+    (message,) = QueueMessage.objects.filter(topic="functions")
+    assert message.error == "" and message.deliveries == 1 and message.available_at == 0  # never nacked
+    assert not QueueMessage.objects.filter(topic="functions-DLQ").exists()
