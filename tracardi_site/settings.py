@@ -105,10 +105,11 @@ def database_from_url(name: str, default: str) -> dict:
             "CONN_MAX_AGE": None,
             "OPTIONS": {
                 # WAL lets readers run beside the one writer; IMMEDIATE takes the write
-                # lock at BEGIN so two writers never deadlock on a lock upgrade.
+                # lock at BEGIN so two writers never deadlock on a lock upgrade; FULL syncs
+                # every commit, so what /track confirmed survives a power cut too.
                 "timeout": timeout,
                 "transaction_mode": "IMMEDIATE",
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;",
             },
             "TEST": {"NAME": str(path.with_name(path.stem + "-test" + path.suffix))},
         }

@@ -1,13 +1,14 @@
 """Processing of a tracker payload: one code path for the API and the collector worker.
 
-`resolve_identity` writes the identity registry (the only synchronous write);
-`build_storage_jobs` is pure; `track` and `enqueue` publish and return only after the
-broker confirmed.
+`register_identity` writes the identity registry (the only synchronous write, once per
+session); `build_storage_jobs` is pure; `track` and `enqueue` publish and return only
+after the broker confirmed.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -65,21 +66,24 @@ def request_headers(meta: dict[str, Any]) -> dict[str, str]:
     return headers
 
 
-def resolve_identity(*, source: SourceSnapshot, payload: dict[str, Any]) -> Identity:
-    """Finds or registers the session's profile (DESIGN.md section 4).
-
-    A new session gets a new profile; the client's profile id is used only when the
-    source trusts static profile ids (a client cannot attach itself to a profile it names).
-    """
-    session_id = (payload.get("session") or {}).get("id") or str(uuid.uuid4())
-    client_profile = (payload.get("profile") or {}).get("id")
+def find_identity(*, source: SourceSnapshot, payload: dict[str, Any]) -> Identity | None:
+    """The identity of a known session (a read), or None when the session must be registered."""
+    session_id = (payload.get("session") or {}).get("id")
     if payload.get("profile_less"):
-        return Identity(session_id=session_id, profile_id=None, new_session=False)
-    trusted = client_profile if source.static_profile_id else None
-
+        return Identity(session_id=session_id or str(uuid.uuid4()), profile_id=None, new_session=False)
+    if not session_id:
+        return None
     existing = SessionIdentity.objects.filter(session_id=session_id).values_list("profile_id", flat=True).first()
-    if existing is not None:
-        return Identity(session_id=session_id, profile_id=trusted or existing, new_session=False)
+    if existing is None:
+        return None
+    return Identity(session_id=session_id, profile_id=_trusted_profile(source, payload) or existing, new_session=False)
+
+
+def register_identity(*, source: SourceSnapshot, payload: dict[str, Any]) -> Identity:
+    """Registers a new session with a new profile (DESIGN.md section 4). The unique key makes
+    concurrent first requests of one session agree on one profile."""
+    session_id = (payload.get("session") or {}).get("id") or str(uuid.uuid4())
+    trusted = _trusted_profile(source, payload)
     candidate = trusted or str(uuid.uuid4())
     record, created = SessionIdentity.objects.get_or_create(
         session_id=session_id, defaults={"profile_id": candidate, "source_id": source.id}
@@ -87,6 +91,28 @@ def resolve_identity(*, source: SourceSnapshot, payload: dict[str, Any]) -> Iden
     if not created:  # a concurrent first request of this session registered it first
         return Identity(session_id=session_id, profile_id=trusted or record.profile_id, new_session=False)
     return Identity(session_id=session_id, profile_id=candidate, new_session=True)
+
+
+def _trusted_profile(source: SourceSnapshot, payload: dict[str, Any]) -> str | None:
+    """The client's profile id counts only where the source trusts static ids: a client
+    cannot attach itself to a profile it names."""
+    return (payload.get("profile") or {}).get("id") if source.static_profile_id else None
+
+
+def publish_with_identity(
+    *, broker: Broker, source: SourceSnapshot, payload: dict[str, Any], build: Callable[[Identity], list]
+) -> Identity:
+    """Publishes `build(identity)`. A new session is registered in the same transaction as
+    the publish: if the publish fails, the session is not registered either (nothing was
+    accepted). A known session needs no transaction around the build."""
+    identity = find_identity(source=source, payload=payload)
+    if identity is not None:
+        broker.publish(build(identity))
+        return identity
+    with transaction.atomic():
+        identity = register_identity(source=source, payload=payload)
+        broker.publish(build(identity))
+    return identity
 
 
 def _event_document(
@@ -161,32 +187,33 @@ def build_storage_jobs(
 
 def track(*, broker: Broker, source: SourceSnapshot, payload: dict[str, Any], meta: RequestMeta) -> TrackResult:
     """Processes a payload in the API and publishes its storage jobs."""
-    # One transaction: if the publish fails, the session is not registered either (nothing
-    # was accepted), and the database broker takes the write lock once, not twice.
-    with transaction.atomic():
-        identity = resolve_identity(source=source, payload=payload)
-        jobs = build_storage_jobs(
-            source=source, payload=payload, meta=meta, identity=identity, job_id=str(uuid.uuid4())
-        )
-        broker.publish([OutgoingMessage(topic=FUNCTIONS, key=identity.key, payload=job.to_payload()) for job in jobs])
+    job_id = str(uuid.uuid4())
+
+    def build(identity: Identity) -> list[OutgoingMessage]:
+        jobs = build_storage_jobs(source=source, payload=payload, meta=meta, identity=identity, job_id=job_id)
+        return [OutgoingMessage(topic=FUNCTIONS, key=identity.key, payload=job.to_payload()) for job in jobs]
+
+    identity = publish_with_identity(broker=broker, source=source, payload=payload, build=build)
     return TrackResult(identity=identity, event_ids=[e["id"] for e in payload["events"]])
 
 
 def enqueue(*, broker: Broker, source: SourceSnapshot, payload: dict[str, Any], meta: RequestMeta) -> TrackResult:
     """Queue mode: registers the identity, then leaves the processing to the collector worker."""
     task_id = str(uuid.uuid4())
-    message = {
-        "v": SCHEMA_VERSION,
-        "kind": "collect",
-        "task_id": task_id,
-        "source": source.to_dict(),
-        "payload": payload,
-        "meta": asdict(meta),
-    }
-    with transaction.atomic():
-        identity = resolve_identity(source=source, payload=payload)
-        message["identity"] = asdict(identity)
-        broker.publish([OutgoingMessage(topic=COLLECTOR, key=identity.key, payload=message)])
+
+    def build(identity: Identity) -> list[OutgoingMessage]:
+        message = {
+            "v": SCHEMA_VERSION,
+            "kind": "collect",
+            "task_id": task_id,
+            "source": source.to_dict(),
+            "payload": payload,
+            "meta": asdict(meta),
+            "identity": asdict(identity),
+        }
+        return [OutgoingMessage(topic=COLLECTOR, key=identity.key, payload=message)]
+
+    identity = publish_with_identity(broker=broker, source=source, payload=payload, build=build)
     return TrackResult(identity=identity, event_ids=[e["id"] for e in payload["events"]], task_id=task_id)
 
 
