@@ -30,6 +30,8 @@ DRAIN_TIMEOUT = 300
 
 os.environ["DJANGO_SETTINGS_MODULE"] = "tracardi_site.settings"
 os.environ.setdefault("DATABASE_URL", f"sqlite:///{BENCH_DIR / 'bench.sqlite3'}")
+# A tenant of its own: on Pulsar and Elasticsearch its topics and indices start empty.
+os.environ.setdefault("TENANT", f"bench{int(time.time())}")
 sys.path.insert(0, str(ROOT))
 
 
@@ -78,6 +80,7 @@ def main() -> None:
     import django
 
     django.setup()
+    from django.conf import settings
     from django.core.management import call_command
 
     from queueing.models import WorkerSettings
@@ -107,7 +110,8 @@ def main() -> None:
         time.sleep(3)
         print(
             f"machine: {os.cpu_count()} cores; gunicorn workers: {args.web_workers}; wrk connections: "
-            f"{args.connections}; {args.seconds}s per phase; database: {os.environ['DATABASE_URL']}"
+            f"{args.connections}; {args.seconds}s per phase; database: {os.environ['DATABASE_URL']}; "
+            f"broker: {settings.QUEUE_BACKEND}; store: {settings.STORE_BACKEND}"
         )
         phases = [
             ("default, 10 events/request", 10, False),
