@@ -7,9 +7,12 @@ operations exactly the same way.
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from typing import Any
 
-from storage.jobs import ProfileOperation, SessionChange
+import orjson
+
+from storage.jobs import ProfileChange, ProfileOperation, SessionChange
 
 # A profile remembers this many of the storage jobs it applied, to skip redelivered ones.
 # A redelivery repeats at most one batch, and a batch holds at most this many messages
@@ -98,6 +101,34 @@ def apply_operations(doc: dict[str, Any], operations: list[ProfileOperation], *,
         apply_operation(doc, operation)
     doc.setdefault("metadata", {}).setdefault("time", {})["update"] = now
     return doc
+
+
+def group_by_profile(changes: Sequence[ProfileChange]) -> dict[str, list[ProfileChange]]:
+    """Changes per profile, each profile's in message order."""
+    grouped: dict[str, list[ProfileChange]] = {}
+    for change in changes:
+        grouped.setdefault(change.profile_id, []).append(change)
+    return grouped
+
+
+def apply_changes(
+    doc: dict[str, Any], applied: list[str], changes: list[ProfileChange], *, now: str
+) -> tuple[dict[str, Any], list[str], str | None]:
+    """Applies, in order, the changes whose job is not in `applied` (a redelivery is skipped).
+    Each job is applied to a copy, so one whose operations fail leaves no half-applied
+    change. Returns the document, the applied job ids (bounded) and the last error."""
+    applied = list(applied)
+    error = None
+    for change in changes:
+        if change.job_id in applied:
+            continue
+        try:
+            doc = apply_operations(orjson.loads(orjson.dumps(doc)), change.operations, now=now)
+        except ValueError as exc:
+            error = str(exc)
+            continue
+        applied.append(change.job_id)
+    return doc, applied[-APPLIED_JOBS_KEPT:], error
 
 
 def merge_session(existing: dict[str, Any] | None, change: SessionChange) -> dict[str, Any]:

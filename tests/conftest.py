@@ -65,6 +65,20 @@ def tenant(settings) -> str:
     return settings.TENANT
 
 
+@pytest.fixture
+def es_store(tenant: str) -> Iterator[object]:
+    """An Elasticsearch store with indices of this test's own tenant, deleted afterwards."""
+    require_engine("Elasticsearch", settings.ELASTICSEARCH_URL[0], "/_cluster/health")
+    from storage.backends.elasticsearch import ElasticsearchStore
+
+    store = ElasticsearchStore()
+    store.setup()
+    yield store
+    store.es.indices.delete(index=f"{tenant}.*", ignore_unavailable=True, allow_no_indices=True)
+    store.es.indices.delete_index_template(name=f"{tenant}.*")
+    store.es.close()
+
+
 @pytest.fixture(autouse=True)
 def _fresh_caches() -> Iterator[None]:
     clear_caches()

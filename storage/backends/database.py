@@ -6,11 +6,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-import orjson
 from django.db import connection, transaction
 from django.utils import timezone
 
-from storage.documents import APPLIED_JOBS_KEPT, apply_operations, merge_session, new_profile
+from storage.documents import apply_changes, group_by_profile, merge_session, new_profile
 from storage.jobs import ProfileChange, SessionChange
 from storage.models import EventRecord, ProfileRecord, SessionRecord
 from storage.store import Entity, SaveResult, Store
@@ -47,28 +46,20 @@ class DatabaseStore(Store):
             return result
         now = timezone.now()
         stamp = now.isoformat()
-        by_profile: dict[str, list[ProfileChange]] = {}
-        for change in changes:
-            by_profile.setdefault(change.profile_id, []).append(change)
-        ids = list(by_profile)
+        by_profile = group_by_profile(changes)
         with transaction.atomic():
-            existing = {p.id: p for p in ProfileRecord.objects.select_for_update().filter(id__in=ids)}
+            existing = {p.id: p for p in ProfileRecord.objects.select_for_update().filter(id__in=list(by_profile))}
             to_create, to_update = [], []
-            for profile_id in ids:
+            for profile_id, profile_changes in by_profile.items():
                 record = existing.get(profile_id)
-                doc = record.document if record else new_profile(profile_id, now=stamp)
-                applied = list(record.applied_jobs) if record else []
-                for change in by_profile[profile_id]:
-                    if change.job_id in applied:
-                        continue  # redelivered: already applied once
-                    try:
-                        # On a copy: a job whose operations fail leaves no half-applied change.
-                        doc = apply_operations(orjson.loads(orjson.dumps(doc)), change.operations, now=stamp)
-                    except ValueError as exc:
-                        result.errors[profile_id] = str(exc)
-                        continue
-                    applied.append(change.job_id)
-                applied = applied[-APPLIED_JOBS_KEPT:]
+                doc, applied, error = apply_changes(
+                    record.document if record else new_profile(profile_id, now=stamp),
+                    record.applied_jobs if record else [],
+                    profile_changes,
+                    now=stamp,
+                )
+                if error:
+                    result.errors[profile_id] = error
                 if record:
                     record.document, record.applied_jobs, record.updated_at = doc, applied, now
                     to_update.append(record)

@@ -23,7 +23,6 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-import orjson
 from django.conf import settings
 from django.utils import timezone
 from elasticsearch import ApiError, Elasticsearch, NotFoundError, TransportError
@@ -39,7 +38,7 @@ from elasticsearch.dsl import (
     Object,
 )
 
-from storage.documents import APPLIED_JOBS_KEPT, apply_operations, merge_session, new_profile
+from storage.documents import apply_changes, group_by_profile, merge_session, new_profile
 from storage.jobs import ProfileChange, SessionChange
 from storage.store import Entity, SaveResult, Store, StoreUnavailable
 
@@ -305,28 +304,19 @@ class ElasticsearchStore(Store):
         if not changes:
             return SaveResult()
         self._ensure_ready()
-        by_profile: dict[str, list[ProfileChange]] = {}
-        for change in changes:
-            by_profile.setdefault(change.profile_id, []).append(change)
+        by_profile = group_by_profile(changes)
         stamp = timezone.now().isoformat()
         errors: dict[str, str] = {}
 
         def update(profile_id: str, current: dict[str, Any] | None) -> dict[str, Any] | None:
-            doc = current or {**new_profile(profile_id, now=stamp), "applied_jobs": []}
-            applied = list(doc.get("applied_jobs") or [])
-            changed = current is None
-            for change in by_profile[profile_id]:
-                if change.job_id in applied:
-                    continue  # redelivered: already applied once
-                try:
-                    doc = apply_operations(orjson.loads(orjson.dumps(doc)), change.operations, now=stamp)
-                except ValueError as exc:
-                    errors[profile_id] = str(exc)
-                    continue
-                applied.append(change.job_id)
-                changed = True
-            doc["applied_jobs"] = applied[-APPLIED_JOBS_KEPT:]
-            return doc if changed else None
+            doc = current or new_profile(profile_id, now=stamp)
+            before = doc.pop("applied_jobs", [])
+            doc, applied, error = apply_changes(doc, before, by_profile[profile_id], now=stamp)
+            if error:
+                errors[profile_id] = error
+            if current is not None and applied == before:
+                return None  # nothing new: every job was applied before, or failed
+            return {**doc, "applied_jobs": applied}
 
         result = self._read_modify_write("profile", list(by_profile), update)
         result.errors.update(errors)

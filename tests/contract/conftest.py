@@ -43,19 +43,10 @@ def broker(broker_backend: str, tenant: str, transactional_db: None) -> Iterator
 
 
 @pytest.fixture(params=["database", "elasticsearch"])
-def store(request, tenant: str, transactional_db: None) -> Iterator[Store]:
+def store(request, tenant: str, transactional_db: None) -> Store:
     if request.param == "database":
-        yield DatabaseStore()
-        return
-    require_engine("Elasticsearch", settings.ELASTICSEARCH_URL[0], "/_cluster/health")
-    from storage.backends.elasticsearch import ElasticsearchStore
-
-    store = ElasticsearchStore()
-    store.setup()
-    yield store
-    store.es.indices.delete(index=f"{tenant}.*", ignore_unavailable=True, allow_no_indices=True)
-    store.es.indices.delete_index_template(name=f"{tenant}.*")
-    store.es.close()
+        return DatabaseStore()
+    return request.getfixturevalue("es_store")
 
 
 @pytest.fixture

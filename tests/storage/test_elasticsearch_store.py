@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 
 import pytest
-from django.conf import settings
 
 from queueing.backends.database import DatabaseBroker
 from queueing.broker import OutgoingMessage
@@ -14,21 +13,9 @@ from queueing.topics import FUNCTIONS
 from storage.jobs import StorageJob
 from storage.store import StoreUnavailable
 from storage.workers.background import BackgroundWorker
-from tests.conftest import free_port, require_engine
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def es_store(tenant):
-    require_engine("Elasticsearch", settings.ELASTICSEARCH_URL[0], "/_cluster/health")
-    from storage.backends.elasticsearch import ElasticsearchStore
-
-    store = ElasticsearchStore()
-    store.setup()
-    yield store
-    store.es.indices.delete(index=f"{tenant}.*", ignore_unavailable=True, allow_no_indices=True)
-    store.es.indices.delete_index_template(name=f"{tenant}.*")
 
 
 def event(event_id: str, inserted: str = "2026-11-29T10:00:00+00:00") -> dict:
