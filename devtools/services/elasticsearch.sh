@@ -17,9 +17,10 @@ JAR=$DIR/build/elasticsearch-node-1.jar
 build() {
   if [ ! -s "$JAR" ] || [ ! -s "$DIR/cp.txt" ] || [ -n "$(find "$HERE/src" "$HERE/pom.xml" -newer "$JAR" 2>/dev/null)" ]; then
     echo "elasticsearch: building the launcher and resolving the classpath with Maven"
-    mvn -q -B -f "$HERE/pom.xml" -Dbuild.dir="$DIR/build" -Dstyle.color=never package -DskipTests
-    mvn -q -B -f "$HERE/pom.xml" -Dbuild.dir="$DIR/build" -Dstyle.color=never dependency:build-classpath \
-      -Dmdep.outputFile="$DIR/cp.txt"
+    mkdir -p "$DIR"
+    { mvn -B -f "$HERE/pom.xml" -Dbuild.dir="$DIR/build" -Dstyle.color=never package -DskipTests &&
+      mvn -B -f "$HERE/pom.xml" -Dbuild.dir="$DIR/build" -Dstyle.color=never dependency:build-classpath \
+        -Dmdep.outputFile="$DIR/cp.txt"; } >"$DIR/maven.log" 2>&1 || { tail -40 "$DIR/maven.log" >&2; return 1; }
   fi
 }
 

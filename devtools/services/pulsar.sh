@@ -15,8 +15,8 @@ classpath() {
   if [ ! -s "$DIR/cp.txt" ] || [ "$HERE/pom.xml" -nt "$DIR/cp.txt" ]; then
     echo "pulsar: resolving the broker's classpath with Maven (first time: about 240 MB)"
     mkdir -p "$DIR/empty-repo"
-    mvn -q -B -Dstyle.color=never -f "$HERE/pom.xml" -Dempty.repo="$DIR/empty-repo" dependency:build-classpath \
-      -Dmdep.outputFile="$DIR/cp.txt"
+    mvn -B -Dstyle.color=never -f "$HERE/pom.xml" -Dempty.repo="$DIR/empty-repo" dependency:build-classpath \
+      -Dmdep.outputFile="$DIR/cp.txt" >"$DIR/maven.log" 2>&1 || { tail -40 "$DIR/maven.log" >&2; return 1; }
   fi
 }
 
