@@ -61,6 +61,13 @@ def _parent(doc: dict[str, Any], path: str) -> tuple[dict[str, Any], str]:
     return node, parts[-1]
 
 
+def _get(doc: dict[str, Any], path: str) -> Any:
+    node: Any = doc
+    for part in path.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
 def apply_operation(doc: dict[str, Any], operation: ProfileOperation) -> None:
     node, leaf = _parent(doc, operation.path)
     op, value = operation.op, operation.value
@@ -85,6 +92,8 @@ def apply_operation(doc: dict[str, Any], operation: ProfileOperation) -> None:
         if not isinstance(current, int | float):
             raise ValueError(f"cannot increment {operation.path!r}: it holds {current!r}")
         node[leaf] = current + value
+    elif op == "copy":  # value: the profile path to copy from
+        node[leaf] = copy.deepcopy(_get(doc, value)) if isinstance(value, str) else None
     elif op == "merge":
         current = node.get(leaf)
         if current is None:

@@ -11,8 +11,6 @@ from typing import Any
 
 from queueing.broker import SCHEMA_VERSION
 
-OPERATIONS = ("set", "set_if_missing", "append", "increment", "add_tag", "merge")
-
 
 class InvalidJob(ValueError):
     """A message that can never be stored as it is; it fails and ends in the dead-letter topic."""

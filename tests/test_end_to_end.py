@@ -50,7 +50,7 @@ def test_reference_payload_through_collector_and_background_workers(live_api, sp
     assert event["type"] == "page-view" and event["properties"] == {"id": "string", "category": "string"}
     wait_for(lambda: backlog_total(FUNCTIONS) == 0 and backlog_total(COLLECTOR) == 0, timeout=10)
     assert collector.stop() == 0 and background.stop() == 0
-    assert "Events: Saved 1, Errors=0, ErrorIds=[]" in background.output()
+    assert "Events: Saved 4, Errors=0, ErrorIds=[]" in background.output()  # page-view and 3 system events
     assert "Profiles: Saved 1, Errors=0, ErrorIds=[], Time=" in background.output()
 
 
@@ -101,7 +101,7 @@ def test_200_events_of_one_profile_from_4_clients_and_2_workers_lose_no_update(
         statuses = list(pool.map(send, range(199)))
     assert statuses == [200] * 199
     store = get_store()
-    wait_for(lambda: store.count("event", profile_id=profile) == 200, timeout=60, message="200 stored events")
+    wait_for(lambda: store.count("event", profile_id=profile, type="page-view") == 200, timeout=60, message="200 stored events")
     wait_for(lambda: backlog_total() == 0, timeout=20)
     assert store.get("profile", profile)["stats"]["events"] == 200
     for worker in workers:
@@ -126,7 +126,8 @@ def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(live_api, spawn,
     store = get_store()
     event_ids = [a["events"][0] for a in accepted]
     wait_for(lambda: backlog_total() == 0, timeout=30, message="the backlog drained by the successor")
-    assert store.count("event", source_id=source.id) == 40
+    assert store.count("event", source_id=source.id, type="page-view") == 40
+    assert store.count("event", source_id=source.id, type="session-opened") == 10  # one per session
     assert all(store.get("event", e) for e in event_ids)
     for profile_id in {a["profile"]["id"] for a in accepted}:
         assert store.get("profile", profile_id)["stats"]["events"] == 4  # applied exactly once

@@ -16,7 +16,8 @@ from typing import Generic, TypeVar
 from django.conf import settings
 
 from queueing.models import WorkerSettings, WorkerType
-from tracking.models import EventSource, parse_origins
+from tracking.models import EventMapping, EventReshaper, EventSource, EventValidator, parse_origins
+from tracking.rules.engine import RuleSet
 
 T = TypeVar("T")
 
@@ -57,6 +58,8 @@ class SourceSnapshot:
     transitional: bool
     static_profile_id: bool
     allowed_origins: tuple[str, ...]
+    strict_validation: bool = False
+    bot_filter: str = "off"
 
     def allows_origin(self, origin: str) -> bool:
         return "*" in self.allowed_origins or origin in self.allowed_origins
@@ -68,6 +71,8 @@ class SourceSnapshot:
             "transitional": self.transitional,
             "static_profile_id": self.static_profile_id,
             "allowed_origins": list(self.allowed_origins),
+            "strict_validation": self.strict_validation,
+            "bot_filter": self.bot_filter,
         }
 
     @classmethod
@@ -82,6 +87,7 @@ def _ttl() -> float:
 _sources: TTLCache[SourceSnapshot | None] = TTLCache(ttl=_ttl)
 _collector_enabled: TTLCache[bool] = TTLCache(ttl=_ttl, max_entries=1)
 _preflight: TTLCache[bool] = TTLCache(ttl=_ttl, max_entries=1000)
+_rules: TTLCache[RuleSet] = TTLCache(ttl=_ttl, max_entries=1)
 
 
 def _load_source(source_id: str) -> SourceSnapshot | None:
@@ -94,6 +100,8 @@ def _load_source(source_id: str) -> SourceSnapshot | None:
         transitional=source.transitional,
         static_profile_id=source.static_profile_id,
         allowed_origins=tuple(parse_origins(source.allowed_origins)),
+        strict_validation=source.strict_validation,
+        bot_filter=source.bot_filter,
     )
 
 
@@ -121,6 +129,19 @@ def collector_enabled() -> bool:
     return _collector_enabled.get("collector", load)
 
 
+def get_rules() -> RuleSet:
+    """The enabled pre-processing rules, compiled."""
+
+    def load(_key: str) -> RuleSet:
+        return RuleSet.compile(
+            validators=EventValidator.objects.filter(enabled=True),
+            reshapers=EventReshaper.objects.filter(enabled=True),
+            mappings=EventMapping.objects.filter(enabled=True),
+        )
+
+    return _rules.get("rules", load)
+
+
 def clear_caches() -> None:
-    for cache in (_sources, _collector_enabled, _preflight):
+    for cache in (_sources, _collector_enabled, _preflight, _rules):
         cache.clear()

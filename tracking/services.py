@@ -16,9 +16,13 @@ from django.db import transaction
 
 from queueing.broker import SCHEMA_VERSION, Broker, OutgoingMessage
 from queueing.topics import COLLECTOR, FUNCTIONS
+from storage.documents import deep_merge
 from storage.jobs import ProfileChange, ProfileOperation, SessionChange, StorageJob
-from tracking.models import SessionIdentity
-from tracking.selectors import SourceSnapshot
+from storage.store import get_store
+from tracking.models import BotFilter, SessionIdentity
+from tracking.rules.engine import LazySources, RuleSet, preprocess_event
+from tracking.selectors import SourceSnapshot, get_rules
+from tracking.visits import parse_user_agent, visit_context, visit_operations
 
 # Never stored with an event: credentials of the visitor or of the caller.
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
@@ -37,6 +41,7 @@ class Identity:
     session_id: str
     profile_id: str | None
     new_session: bool
+    new_profile: bool = False
 
     @property
     def key(self) -> str:
@@ -90,7 +95,11 @@ def register_identity(*, source: SourceSnapshot, payload: dict[str, Any]) -> Ide
     )
     if not created:  # a concurrent first request of this session registered it first
         return Identity(session_id=session_id, profile_id=trusted or record.profile_id, new_session=False)
-    return Identity(session_id=session_id, profile_id=candidate, new_session=True)
+    # A trusted static id may name a profile that other sessions made before.
+    new_profile = (
+        not trusted or not SessionIdentity.objects.filter(profile_id=trusted).exclude(session_id=session_id).exists()
+    )
+    return Identity(session_id=session_id, profile_id=candidate, new_session=True, new_profile=new_profile)
 
 
 def _trusted_profile(source: SourceSnapshot, payload: dict[str, Any]) -> str | None:
@@ -116,14 +125,20 @@ def publish_with_identity(
 
 
 def _event_document(
-    event: dict[str, Any], *, source: SourceSnapshot, identity: Identity, meta: RequestMeta
+    event: dict[str, Any],
+    *,
+    source: SourceSnapshot,
+    identity: Identity,
+    meta: RequestMeta,
+    errors: list[dict[str, str]] | None = None,
+    bot: bool = False,
 ) -> dict[str, Any]:
-    return {
+    document = {
         "id": event["id"],
         "type": event["type"],
         "metadata": {
             "time": {"insert": meta.received_at, "create": event.get("time") or meta.received_at},
-            "valid": True,
+            "valid": not errors,
         },
         "source": {"id": source.id},
         "session": {"id": identity.session_id},
@@ -134,20 +149,31 @@ def _event_document(
         "tags": event["tags"],
         "request": {"ip": meta.ip, "headers": meta.headers},
     }
+    if errors:
+        document["metadata"]["validation"] = [f"{e['path']}: {e['message']}" for e in errors]
+    if bot:
+        document["bot"] = True
+    return document
 
 
-def profile_operations(
-    *, identity: Identity, events: list[dict[str, Any]], meta: RequestMeta
-) -> list[ProfileOperation]:
-    operations = []
-    if identity.new_session:
-        operations += [
-            ProfileOperation("increment", "metadata.time.visit.count", 1),
-            ProfileOperation("set", "metadata.time.visit.last", meta.received_at),
-        ]
-    if events:
-        operations.append(ProfileOperation("increment", "stats.events", len(events)))
-    return operations
+def system_events(*, identity: Identity, meta: RequestMeta) -> list[dict[str, Any]]:
+    """profile-created, session-opened and visit-started, as the reference system stores them.
+    Their ids derive from the session, so a redelivered payload stores them once."""
+    types = (["profile-created"] if identity.new_profile else []) + (
+        ["session-opened", "visit-started"] if identity.new_session else []
+    )
+    return [
+        {
+            "id": str(uuid.uuid5(JOB_NAMESPACE, f"{event_type}:{identity.session_id}")),
+            "type": event_type,
+            "properties": {},
+            "context": {},
+            "options": {},
+            "tags": ["system"],
+            "time": meta.received_at,
+        }
+        for event_type in types
+    ]
 
 
 def build_storage_jobs(
@@ -157,32 +183,79 @@ def build_storage_jobs(
     meta: RequestMeta,
     identity: Identity,
     job_id: str,
+    rules: RuleSet,
 ) -> list[StorageJob]:
+    """Pre-processes every event (validation -> reshaping -> mapping), derives the session
+    and visit data and the profile operations, and returns the storage job."""
     options = payload["options"]
-    events = payload["events"]
-    keep_session = options["saveSession"] and not source.transitional
-    keep_events = options["saveEvents"] and not source.transitional
+    user_agent = meta.headers.get("user-agent")
+    bot = source.bot_filter == BotFilter.MARK and parse_user_agent(user_agent)["bot"]
+    session_context: dict[str, Any] = {}
+    operations: list[ProfileOperation] = []
+    if identity.new_session:
+        session_context = visit_context(payload_context=payload["context"], user_agent=user_agent)
+        if identity.profile_id:
+            operations += visit_operations(now=meta.received_at)
+    deep_merge(session_context, payload["context"])
+    sources = LazySources(
+        {
+            "session": lambda: _current_session(identity, session_context, payload["properties"]),
+            "profile": lambda: _stored_profile(identity),
+        },
+        payload=payload,
+    )
+    outcomes = [preprocess_event(e, rules=rules, source_id=source.id, sources=sources) for e in payload["events"]]
+    if payload["events"]:
+        operations.append(ProfileOperation("increment", "stats.events", len(payload["events"])))
+    for outcome in outcomes:
+        operations += outcome.operations
+        deep_merge(session_context, outcome.session_context)
+
     profile = None
     if identity.profile_id and options["saveProfile"]:
-        profile = ProfileChange(
-            profile_id=identity.profile_id,
-            job_id=job_id,
-            operations=profile_operations(identity=identity, events=events, meta=meta),
-        )
+        profile = ProfileChange(profile_id=identity.profile_id, job_id=job_id, operations=operations)
     session = None
-    if keep_session:
+    if options["saveSession"] and not source.transitional:
         session = SessionChange(
             id=identity.session_id,
             profile_id=identity.profile_id,
             source_id=source.id,
             time=meta.received_at,
-            context=payload["context"],
+            context=session_context,
             properties=payload["properties"],
         )
-    documents = [_event_document(e, source=source, identity=identity, meta=meta) for e in events] if keep_events else []
+    documents = []
+    if options["saveEvents"] and not source.transitional:
+        common = {"source": source, "identity": identity, "meta": meta, "bot": bot}
+        documents = [_event_document(o.event, errors=o.errors, **common) for o in outcomes]
+        documents += [_event_document(e, **common) for e in system_events(identity=identity, meta=meta)]
     if profile is None and session is None and not documents:
         return []
     return [StorageJob(job_id=job_id, profile=profile, session=session, events=documents)]
+
+
+def _current_session(identity: Identity, context: dict[str, Any], properties: dict[str, Any]) -> dict[str, Any]:
+    """The session as this request sees it: what is stored, with this request's data on top."""
+    stored = None if identity.new_session else get_store().get("session", identity.session_id)
+    session = stored or {"id": identity.session_id, "context": {}, "properties": {}}
+    deep_merge(session.setdefault("context", {}), context)
+    deep_merge(session.setdefault("properties", {}), properties)
+    return session
+
+
+def _stored_profile(identity: Identity) -> dict[str, Any] | None:
+    if not identity.profile_id:
+        return None
+    return get_store().get("profile", identity.profile_id) or {"id": identity.profile_id}
+
+
+def validation_errors(*, source: SourceSnapshot, payload: dict[str, Any], rules: RuleSet) -> list[dict[str, str]]:
+    """Every event's validation failures, with JSON paths into the payload."""
+    return [
+        {"path": f"$.events[{index}]{error['path']}", "message": error["message"]}
+        for index, event in enumerate(payload["events"])
+        for error in rules.validate(event, source_id=source.id)
+    ]
 
 
 def track(*, broker: Broker, source: SourceSnapshot, payload: dict[str, Any], meta: RequestMeta) -> TrackResult:
@@ -190,7 +263,9 @@ def track(*, broker: Broker, source: SourceSnapshot, payload: dict[str, Any], me
     job_id = str(uuid.uuid4())
 
     def build(identity: Identity) -> list[OutgoingMessage]:
-        jobs = build_storage_jobs(source=source, payload=payload, meta=meta, identity=identity, job_id=job_id)
+        jobs = build_storage_jobs(
+            source=source, payload=payload, meta=meta, identity=identity, job_id=job_id, rules=get_rules()
+        )
         return [OutgoingMessage(topic=FUNCTIONS, key=identity.key, payload=job.to_payload()) for job in jobs]
 
     identity = publish_with_identity(broker=broker, source=source, payload=payload, build=build)
@@ -229,5 +304,6 @@ def collect_queued(message: dict[str, Any]) -> list[OutgoingMessage]:
         identity=identity,
         # Deterministic: a redelivered task yields the same job, which the store applies once.
         job_id=str(uuid.uuid5(JOB_NAMESPACE, message["task_id"])),
+        rules=get_rules(),
     )
     return [OutgoingMessage(topic=FUNCTIONS, key=identity.key, payload=job.to_payload()) for job in jobs]

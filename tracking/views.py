@@ -17,7 +17,9 @@ from rest_framework.views import APIView
 
 from queueing.broker import BrokerUnavailable, get_broker
 from tracking import selectors, services
+from tracking.models import BotFilter
 from tracking.validation import PayloadInvalid, json_type, validate_track_payload
+from tracking.visits import parse_user_agent
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +87,11 @@ def verify_source(data: dict[str, Any]) -> selectors.SourceSnapshot | None:
     return source
 
 
+def reject_bots(request: Request, source: selectors.SourceSnapshot | None) -> None:
+    if source and source.bot_filter == BotFilter.REJECT and parse_user_agent(request.headers.get("User-Agent"))["bot"]:
+        raise TrackError(status.HTTP_401_UNAUTHORIZED, "Bot traffic is not accepted by this event source.")
+
+
 def request_meta(request: Request) -> services.RequestMeta:
     return services.RequestMeta(
         ip=request.META.get("REMOTE_ADDR"),
@@ -103,6 +110,7 @@ class TrackView(APIView):
         try:
             data = parse_payload(read_body(request))
             source = verify_source(data)
+            reject_bots(request, source)
             try:
                 valid = validate_track_payload(data)
             except PayloadInvalid as exc:
@@ -129,8 +137,15 @@ class TrackView(APIView):
                 events=[],
                 warnings=[NO_EVENTS_WARNING],
             )
+        errors = services.validation_errors(source=source, payload=payload, rules=selectors.get_rules())
+        if errors and source.strict_validation:
+            raise TrackError(
+                status.HTTP_422_UNPROCESSABLE_ENTITY,
+                f"Invalid events: {len(errors)} error(s); this event source stores nothing from an invalid payload.",
+                errors,
+            )
+        warnings = [f"{e['path']}: {e['message']}" for e in errors]
         meta = request_meta(request)
-        warnings = []
         if payload["options"]["queue"]:
             if selectors.collector_enabled():
                 result = services.enqueue(broker=get_broker(), source=source, payload=payload, meta=meta)
@@ -138,6 +153,7 @@ class TrackView(APIView):
                     profile=result.identity.profile_id,
                     session=result.identity.session_id,
                     events=result.event_ids,
+                    warnings=warnings,
                     task=result.task_id,
                     status_code=status.HTTP_201_CREATED,
                 )

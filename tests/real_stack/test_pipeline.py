@@ -61,7 +61,7 @@ def test_reference_payload_through_mysql_pulsar_and_elasticsearch(live_api, spaw
     assert store.get("session", body["session"]["id"])["profile"] == answer["profile"]
     wait_for(lambda: backlog_total(FUNCTIONS) == 0 and backlog_total(COLLECTOR) == 0, timeout=30)
     assert collector.stop() == 0 and background.stop() == 0
-    assert "Events: Saved 1, Errors=0, ErrorIds=[]" in background.output()
+    assert "Events: Saved 4, Errors=0, ErrorIds=[]" in background.output()  # page-view and 3 system events
 
 
 def test_track_answers_503_while_pulsar_is_down_and_accepts_again_after(live_api, make_source):

@@ -1,0 +1,79 @@
+"""References into the data of one event: `event@properties.product.id`, `payload@context.page.url`,
+`session@context.browser`, `profile@traits.name`. A missing path gives None, never an exception."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+ROOTS = ("event", "payload", "session", "profile")
+REFERENCE_RE = re.compile(r"^(event|payload|session|profile)@([A-Za-z0-9_$-]+(\.[A-Za-z0-9_$-]+)*)$")
+PROFILE_ROOTS = ("data", "traits", "ids", "stats", "segments", "interests", "consents", "aux", "misc")
+PROFILE_PATH_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+
+
+def is_reference(value: Any) -> bool:
+    return isinstance(value, str) and REFERENCE_RE.match(value) is not None
+
+
+def check_reference(value: Any) -> str:
+    """Returns the reference, or raises ValueError saying what a reference looks like."""
+    if not is_reference(value):
+        raise ValueError(
+            f"{value!r} is not a path: use <root>@<dot.path> with root one of {', '.join(ROOTS)}, "
+            "for example event@properties.product.id"
+        )
+    return value
+
+
+def check_profile_path(value: Any) -> str:
+    if not isinstance(value, str) or not PROFILE_PATH_RE.match(value):
+        raise ValueError(f"{value!r} is not a profile path: use a dot path such as traits.email")
+    if value.split(".", 1)[0] not in PROFILE_ROOTS:
+        raise ValueError(f"profile path {value!r} must start with one of: {', '.join(PROFILE_ROOTS)}")
+    return value
+
+
+def get_path(data: Any, path: str) -> Any:
+    node = data
+    for part in path.split("."):
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+        if node is None:
+            return None
+    return node
+
+
+def resolve(reference: str, sources: dict[str, Any]) -> Any:
+    root, path = reference.split("@", 1)
+    return get_path(sources.get(root), path)
+
+
+def render(template: Any, sources: dict[str, Any]) -> Any:
+    """A template with references replaced by their values; everything else is kept as written."""
+    if isinstance(template, dict):
+        return {key: render(value, sources) for key, value in template.items()}
+    if isinstance(template, list):
+        return [render(value, sources) for value in template]
+    if is_reference(template):
+        return resolve(template, sources)
+    return template
+
+
+def check_template(template: Any, where: str = "template") -> None:
+    """Raises ValueError for a string that looks like a reference (has '@') but is not one."""
+    if isinstance(template, dict):
+        for key, value in template.items():
+            check_template(value, f"{where}.{key}")
+    elif isinstance(template, list):
+        for index, value in enumerate(template):
+            check_template(value, f"{where}[{index}]")
+    elif isinstance(template, str) and "@" in template and template.split("@", 1)[0] in ROOTS:
+        try:
+            check_reference(template)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
