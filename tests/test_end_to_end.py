@@ -101,7 +101,11 @@ def test_200_events_of_one_profile_from_4_clients_and_2_workers_lose_no_update(
         statuses = list(pool.map(send, range(199)))
     assert statuses == [200] * 199
     store = get_store()
-    wait_for(lambda: store.count("event", profile_id=profile, type="page-view") == 200, timeout=60, message="200 stored events")
+    wait_for(
+        lambda: store.count("event", profile_id=profile, type="page-view") == 200,
+        timeout=60,
+        message="200 stored events",
+    )
     wait_for(lambda: backlog_total() == 0, timeout=20)
     assert store.get("profile", profile)["stats"]["events"] == 200
     for worker in workers:

@@ -23,6 +23,7 @@ def form(**fields) -> dict:
         "description": "",
         "bridge": "rest",
         "enabled": "on",
+        "bot_filter": "off",
         "allowed_origins": "https://shop.example.com\nhttps://www.example.com:8443",
         **fields,
     }
