@@ -261,7 +261,7 @@ def test_queued_and_direct_payloads_store_the_same_documents(client, make_source
     EventReshaper.objects.create(
         name="R",
         event_type="purchase",
-        properties_template={"id": "event@properties.order_id"},
+        properties_template={"id": "event@properties.order_id", "browser": "session@context.browser.name"},
         keep_original_properties=True,
         session_context_template={"o": "event@properties.order_id"},
     )
@@ -294,7 +294,7 @@ def test_queued_and_direct_payloads_store_the_same_documents(client, make_source
         }
     assert results["direct"] == results["queued"]
     assert results["direct"]["events"][1]["metadata"]["valid"] is False
-    assert results["direct"]["events"][0]["properties"] == {"order_id": "A", "total": 5, "id": "A"}
+    assert results["direct"]["events"][0]["properties"] == {"order_id": "A", "total": 5, "id": "A", "browser": "Chrome"}
     assert results["direct"]["profile"]["stats"]["spent"] == 5  # the invalid event is not mapped
 
 
