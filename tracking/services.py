@@ -1,8 +1,9 @@
 """Processing of a tracker payload: one code path for the API and the collector worker.
 
 `register_identity` writes the identity registry (the only synchronous write, once per
-session); `build_storage_jobs` is pure; `track` and `enqueue` publish and return only
-after the broker confirmed.
+session); `build_storage_jobs` writes nothing, and reads the store only when a rule refers
+to `session@` or `profile@`; `track` and `enqueue` publish and return only after the
+broker confirmed.
 """
 
 from __future__ import annotations
