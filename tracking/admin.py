@@ -78,7 +78,10 @@ class RuleAdmin(admin.ModelAdmin):
         }
         if request.POST.get("run"):
             try:
-                payload = validate_track_payload(json.loads(sample))
+                data = json.loads(sample)
+                if not isinstance(data, dict):
+                    raise PayloadInvalid([{"path": "$", "message": "Expected an object."}])
+                payload = validate_track_payload(data)
             except json.JSONDecodeError as exc:
                 context["error"] = f"The sample is not JSON: {exc}"
             except PayloadInvalid as exc:
@@ -86,7 +89,13 @@ class RuleAdmin(admin.ModelAdmin):
                     f"{e['path']}: {e['message']}" for e in exc.errors
                 )
             else:
-                rules = RuleSet.compile(**{"validators": [], "reshapers": [], "mappings": [], self.rule_kind: queryset})
+                # The selected rules (enabled or not) with the enabled rules of the other kinds.
+                enabled = {
+                    "validators": EventValidator.objects.filter(enabled=True),
+                    "reshapers": EventReshaper.objects.filter(enabled=True),
+                    "mappings": EventMapping.objects.filter(enabled=True),
+                }
+                rules = RuleSet.compile(**{**enabled, self.rule_kind: queryset})
                 source_id = context["source_id"] or payload["source"]["id"]
                 context["results"] = preview(payload=payload, source_id=source_id, rules=rules)
                 context["results_json"] = json.dumps(context["results"], indent=2, ensure_ascii=False)

@@ -8,6 +8,7 @@ broker confirmed.
 
 from __future__ import annotations
 
+import copy
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -132,6 +133,7 @@ def _event_document(
     identity: Identity,
     meta: RequestMeta,
     errors: list[dict[str, str]] | None = None,
+    notes: list[str] | None = None,
     bot: bool = False,
 ) -> dict[str, Any]:
     document = {
@@ -152,15 +154,17 @@ def _event_document(
     }
     if errors:
         document["metadata"]["validation"] = [f"{e['path']}: {e['message']}" for e in errors]
+    if notes:
+        document["metadata"]["mapping"] = notes
     if bot:
         document["bot"] = True
     return document
 
 
-def system_events(*, identity: Identity, meta: RequestMeta) -> list[dict[str, Any]]:
+def system_events(*, identity: Identity, meta: RequestMeta, save_profile: bool) -> list[dict[str, Any]]:
     """profile-created, session-opened and visit-started, as the reference system stores them.
     Their ids derive from the session, so a redelivered payload stores them once."""
-    types = (["profile-created"] if identity.new_profile else []) + (
+    types = (["profile-created"] if identity.new_profile and identity.profile_id and save_profile else []) + (
         ["session-opened", "visit-started"] if identity.new_session else []
     )
     return [
@@ -191,13 +195,13 @@ def build_storage_jobs(
     options = payload["options"]
     user_agent = meta.headers.get("user-agent")
     bot = source.bot_filter == BotFilter.MARK and parse_user_agent(user_agent)["bot"]
-    session_context: dict[str, Any] = {}
+    session_context = copy.deepcopy(payload["context"])
     operations: list[ProfileOperation] = []
     if identity.new_session:
-        session_context = visit_context(payload_context=payload["context"], user_agent=user_agent)
+        # What the server derives wins over what the client sent under the same keys.
+        deep_merge(session_context, visit_context(payload_context=payload["context"], user_agent=user_agent))
         if identity.profile_id:
             operations += visit_operations(now=meta.received_at)
-    deep_merge(session_context, payload["context"])
     sources = LazySources(
         {
             "session": lambda: _current_session(identity, session_context, payload["properties"]),
@@ -205,7 +209,9 @@ def build_storage_jobs(
         },
         payload=payload,
     )
-    outcomes = [preprocess_event(e, rules=rules, source_id=source.id, sources=sources) for e in payload["events"]]
+    # System events are pre-processed like the others: a mapping may count visits.
+    events = payload["events"] + system_events(identity=identity, meta=meta, save_profile=options["saveProfile"])
+    outcomes = [preprocess_event(e, rules=rules, source_id=source.id, sources=sources) for e in events]
     if payload["events"]:
         operations.append(ProfileOperation("increment", "stats.events", len(payload["events"])))
     for outcome in outcomes:
@@ -228,8 +234,7 @@ def build_storage_jobs(
     documents = []
     if options["saveEvents"] and not source.transitional:
         common = {"source": source, "identity": identity, "meta": meta, "bot": bot}
-        documents = [_event_document(o.event, errors=o.errors, **common) for o in outcomes]
-        documents += [_event_document(e, **common) for e in system_events(identity=identity, meta=meta)]
+        documents = [_event_document(o.event, errors=o.errors, notes=o.messages, **common) for o in outcomes]
     if profile is None and session is None and not documents:
         return []
     return [StorageJob(job_id=job_id, profile=profile, session=session, events=documents)]
@@ -259,13 +264,16 @@ def validation_errors(*, source: SourceSnapshot, payload: dict[str, Any], rules:
     ]
 
 
-def track(*, broker: Broker, source: SourceSnapshot, payload: dict[str, Any], meta: RequestMeta) -> TrackResult:
-    """Processes a payload in the API and publishes its storage jobs."""
+def track(
+    *, broker: Broker, source: SourceSnapshot, payload: dict[str, Any], meta: RequestMeta, rules: RuleSet
+) -> TrackResult:
+    """Processes a payload in the API and publishes its storage jobs, with the rules the
+    request was validated against."""
     job_id = str(uuid.uuid4())
 
     def build(identity: Identity) -> list[OutgoingMessage]:
         jobs = build_storage_jobs(
-            source=source, payload=payload, meta=meta, identity=identity, job_id=job_id, rules=get_rules()
+            source=source, payload=payload, meta=meta, identity=identity, job_id=job_id, rules=rules
         )
         return [OutgoingMessage(topic=FUNCTIONS, key=identity.key, payload=job.to_payload()) for job in jobs]
 

@@ -137,7 +137,8 @@ class TrackView(APIView):
                 events=[],
                 warnings=[NO_EVENTS_WARNING],
             )
-        errors = services.validation_errors(source=source, payload=payload, rules=selectors.get_rules())
+        rules = selectors.get_rules()  # one snapshot for the validation and the processing
+        errors = services.validation_errors(source=source, payload=payload, rules=rules)
         if errors and source.strict_validation:
             raise TrackError(
                 status.HTTP_422_UNPROCESSABLE_ENTITY,
@@ -158,7 +159,7 @@ class TrackView(APIView):
                     status_code=status.HTTP_201_CREATED,
                 )
             warnings.append(COLLECTOR_DISABLED_WARNING)
-        result = services.track(broker=get_broker(), source=source, payload=payload, meta=meta)
+        result = services.track(broker=get_broker(), source=source, payload=payload, meta=meta, rules=rules)
         return self.answer(
             profile=result.identity.profile_id,
             session=result.identity.session_id,

@@ -3,6 +3,7 @@ from the User-Agent (ua-parser), UTM parameters and page from the context, time 
 
 from __future__ import annotations
 
+import copy
 import functools
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -14,8 +15,13 @@ from storage.jobs import ProfileOperation
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 
 
-@functools.lru_cache(maxsize=4096)
 def parse_user_agent(user_agent: str | None) -> dict[str, Any]:
+    """A fresh dict each call: callers merge into it, and the parse is cached."""
+    return copy.deepcopy(_parse_user_agent(user_agent))
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_user_agent(user_agent: str | None) -> dict[str, Any]:
     if not user_agent:
         return {"browser": None, "os": None, "device": None, "bot": False}
     result = parse(user_agent)
@@ -34,7 +40,7 @@ def parse_user_agent(user_agent: str | None) -> dict[str, Any]:
 
 
 def visit_context(*, payload_context: dict[str, Any], user_agent: str | None) -> dict[str, Any]:
-    """The context a new session starts with."""
+    """What the server derives for a new session (it wins over the same keys sent by the client)."""
     page = payload_context.get("page") if isinstance(payload_context.get("page"), dict) else None
     url = page.get("url") if page else None
     query = parse_qs(urlparse(url).query) if isinstance(url, str) else {}

@@ -122,13 +122,13 @@ def test_two_worker_processes_keep_the_order_of_each_key(broker, spawn, backend_
         broker.publish([storage_job(p, n) for p in profiles])
     store = get_store()
     wait_for(lambda: sum(backlog(broker).values()) == 0, timeout=90, message="the workers to drain the topic")
+    logs = "\n".join(w.output()[-3000:] for w in workers)
     for profile_id in profiles:
         profile = store.get("profile", profile_id)
-        assert profile["data"]["seq"] == list(range(25)), profile_id  # appended in publish order
-        assert profile["stats"]["events"] == 25
-    assert sum(1 for w in workers if "Saved" in w.output()) >= 1
+        assert profile["data"]["seq"] == list(range(25)), (profile_id, logs)  # appended in publish order
+        assert profile["stats"]["events"] == 25, (profile_id, logs)
     for worker in workers:
-        assert worker.stop() == 0
+        assert worker.stop() == 0, worker.output()[-3000:]
 
 
 def test_messages_of_a_killed_consumer_are_delivered_again_and_stored_once(broker, spawn, backend_env, worker_settings):

@@ -4,6 +4,7 @@ direct and the queued path; sessions, visits, system events and bot filtering.""
 from __future__ import annotations
 
 import json
+import re
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +16,7 @@ from django.contrib.auth import get_user_model
 from queueing.models import QueueMessage
 from storage.store import get_store
 from storage.workers.background import BackgroundWorker
-from tests.helpers import payload, wait_for
+from tests.helpers import let_api_caches_expire, payload, wait_for
 from tracking.models import EventMapping, EventReshaper, EventValidator
 from tracking.workers.collector import CollectorWorker
 
@@ -41,7 +42,14 @@ def rule_form(**fields) -> dict:
 
 def add_rule(admin_client, model: str, **fields):
     response = admin_client.post(f"/admin/tracking/{model}/add/", rule_form(**fields))
-    assert response.status_code == 302, response.content.decode()[:3000]
+    assert response.status_code == 302, _form_errors(response.content.decode())
+
+
+def _form_errors(page: str) -> list[str]:
+    return [
+        re.sub(r"<[^>]+>", " ", m).strip()
+        for m in re.findall(r'<ul class="errorlist[^"]*"[^>]*>(.*?)</ul>', page, re.S)
+    ]
 
 
 def purchase(source_id: str, **properties) -> dict:
@@ -171,6 +179,7 @@ def test_a_mapping_made_in_the_admin_updates_the_profile_within_2_seconds(live_a
         return answer if any(op["path"] == "stats.spent" for op in job["profile"]["ops"]) else None
 
     answer = wait_for(mapped, timeout=2.5, interval=0.1, message="mapping operations within 2 s")
+    let_api_caches_expire()  # every gunicorn worker has the rule now, not only the one that answered
     post_live(live_api, purchase(source.id, total=50, currency="EUR", email="small@x", sku="S2") | {"session": session})
     post_live(
         live_api,
@@ -409,6 +418,7 @@ def test_100_concurrent_events_with_append_and_increment_lose_no_update(live_api
         ],
     )
     worker_settings("background", enabled=True, min_batch_size=5, max_time_in_buffer=0.1)
+    let_api_caches_expire()  # the live API may still hold the rules of the test before
     workers = [spawn("run_worker", "background") for _ in range(2)]
     session = {"id": str(uuid.uuid4())}
     profile_id = post_live(live_api, payload(source.id, session=session)).json()["profile"]["id"]
@@ -433,3 +443,87 @@ def test_100_concurrent_events_with_append_and_increment_lose_no_update(live_api
     assert sorted(store.get("profile", profile_id)["data"]["skus"]) == sorted(f"S{n}" for n in range(100))
     for worker in workers:
         assert worker.stop() == 0
+
+
+def test_sessions_with_the_same_user_agent_share_nothing(client, make_source):
+    source = make_source()
+    leaky = payload(source.id, context={"browser": {"local": {"secret": "visitor-A"}}})
+    first = client.post(
+        "/track", data=json.dumps(leaky), content_type="application/json", headers={"User-Agent": CHROME}
+    )
+    second = client.post(
+        "/track", data=json.dumps(payload(source.id)), content_type="application/json", headers={"User-Agent": CHROME}
+    )
+    drain()
+    store = get_store()
+    assert store.get("session", first.json()["session"]["id"])["context"]["browser"]["local"] == {"secret": "visitor-A"}
+    assert store.get("session", second.json()["session"]["id"])["context"]["browser"] == {
+        "name": "Chrome",
+        "version": "120.0.0",
+    }
+
+
+def test_the_client_cannot_clear_the_bot_flag_the_server_derived(client, make_source):
+    source = make_source(bot_filter="mark")
+    body = payload(source.id, context={"bot": False, "browser": {"name": "Human"}})
+    answer = client.post(
+        "/track", data=json.dumps(body), content_type="application/json", headers={"User-Agent": GOOGLEBOT}
+    ).json()
+    drain()
+    context = get_store().get("session", answer["session"]["id"])["context"]
+    assert context["bot"] is True and context["browser"]["name"] == "Googlebot"
+
+
+def test_system_events_are_mapped_like_the_others(client, make_source):
+    source = make_source()
+    EventMapping.objects.create(
+        name="Visits",
+        event_type="visit-started",
+        mappings=[{"event": "event@type", "profile": "data.seen_types", "operation": "append"}],
+    )
+    answer = client.post("/track", data=json.dumps(payload(source.id)), content_type="application/json").json()
+    drain()
+    assert get_store().get("profile", answer["profile"]["id"])["data"]["seen_types"] == ["visit-started"]
+
+
+def test_the_test_action_runs_validation_and_reshaping_before_the_selected_mapping(admin_client):
+    EventReshaper.objects.create(
+        name="R", event_type="purchase", properties_template={"amount": "event@properties.total"}
+    )
+    EventValidator.objects.create(name="V", event_type="purchase", schema={"required": ["total"]})
+    rule = EventMapping.objects.create(
+        name="Spent",
+        event_type="purchase",
+        mappings=[{"event": "event@properties.amount", "profile": "stats.spent", "operation": "increment"}],
+    )
+    sample = json.dumps(
+        {
+            "source": {"id": "x"},
+            "events": [{"type": "purchase", "properties": {"total": 3}}, {"type": "purchase", "properties": {}}],
+        }
+    )
+    page = admin_client.post(
+        "/admin/tracking/eventmapping/",
+        {
+            "action": "test_rules",
+            "_selected_action": [rule.pk],
+            "run": "1",
+            "sample": sample,
+        },
+    ).content.decode()
+    results = json.loads(
+        page.split('<pre id="test-result">')[1].split("</pre>")[0].replace("&quot;", '"').replace("&#x27;", "'")
+    )
+    assert results[0]["event"]["properties"] == {"amount": 3}
+    assert results[0]["operations"] == [{"op": "increment", "path": "stats.spent", "value": 3}]
+    assert results[1]["valid"] is False and results[1]["operations"] == []
+    not_an_object = admin_client.post(
+        "/admin/tracking/eventmapping/",
+        {
+            "action": "test_rules",
+            "_selected_action": [rule.pk],
+            "run": "1",
+            "sample": "[]",
+        },
+    )
+    assert "The sample is not a valid payload: $: Expected an object." in not_an_object.content.decode()

@@ -20,6 +20,12 @@ def check_condition(condition: Any, where: str = "condition") -> None:
     """Raises ValueError naming the first thing wrong with a condition."""
     if not isinstance(condition, dict):
         raise ValueError(f"{where}: expected an object")
+    forms = [key for key in ("all", "any", "not", "path") if key in condition]
+    if len(forms) != 1:
+        raise ValueError(f"{where}: use exactly one of all, any, not, or path/op/value")
+    allowed = {"path", "op", "value"} if forms == ["path"] else set(forms)
+    if set(condition) - allowed:
+        raise ValueError(f"{where}: unexpected keys {', '.join(sorted(set(condition) - allowed))}")
     if "all" in condition or "any" in condition:
         key = "all" if "all" in condition else "any"
         if not isinstance(condition[key], list) or not condition[key]:

@@ -7,12 +7,16 @@ compiled once per read (JSON Schemas included).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
+from referencing import Registry
+from referencing.exceptions import Unresolvable
+from referencing.jsonschema import DRAFT202012
 
 from storage.documents import deep_merge
 from storage.jobs import ProfileOperation
@@ -36,6 +40,23 @@ def check_schema(schema: Any) -> None:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
         raise ValueError(f"Invalid JSON Schema: {exc.message}") from None
+    resolver = Registry().with_resource("urn:rule", DRAFT202012.create_resource(schema)).resolver(base_uri="urn:rule")
+    for ref in _refs(schema):
+        if not ref.startswith("#"):
+            raise ValueError(f"Invalid JSON Schema: $ref {ref!r} points outside the schema; only #/... refs are read")
+        try:
+            resolver.lookup(ref)
+        except Unresolvable:
+            raise ValueError(f"Invalid JSON Schema: $ref {ref!r} does not resolve inside the schema") from None
+
+
+def _refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        own = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return own + [ref for value in node.values() for ref in _refs(value)]
+    if isinstance(node, list):
+        return [ref for value in node for ref in _refs(value)]
+    return []
 
 
 def check_mappings(mappings: Any) -> None:
@@ -45,15 +66,15 @@ def check_mappings(mappings: Any) -> None:
         where = f"mapping {index + 1}"
         if not isinstance(mapping, dict) or set(mapping) != {"event", "profile", "operation"}:
             raise ValueError(f'{where}: expected exactly the keys "event", "profile" and "operation"')
-        try:
-            check_reference(mapping["event"])
-            check_profile_path(mapping["profile"])
-        except ValueError as exc:
-            raise ValueError(f"{where}: {exc}") from None
         if mapping["operation"] not in MAPPING_OPERATIONS:
             raise ValueError(
                 f"{where}: operation {mapping['operation']!r} is not one of {', '.join(MAPPING_OPERATIONS)}"
             )
+        try:
+            check_reference(mapping["event"])
+            check_profile_path(mapping["profile"], list_operation=mapping["operation"] in ("append", "add_tag"))
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -129,7 +150,12 @@ class RuleSet:
                 continue
             instance = event if rule.target == "event" else event.get(rule.target) or {}
             prefix = "" if rule.target == "event" else f".{rule.target}"
-            for error in sorted(rule.validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path))):
+            try:
+                found = sorted(rule.validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path)))
+            except Exception as exc:  # a schema saved around the admin's checks must not break /track
+                errors.append({"path": prefix, "message": f"validator {rule.name} cannot run: {exc}"})
+                continue
+            for error in found:
                 where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
                 errors.append({"path": prefix + where, "message": f"{error.message} (validator {rule.name})"})
         return errors
@@ -147,6 +173,11 @@ class LazySources(dict):
         if key not in self and key in self._loaders:
             self[key] = self._loaders[key]()
         return super().get(key, default)
+
+
+def _without_nulls(value: dict[str, Any]) -> dict[str, Any]:
+    """What a template found: merging a missing path's null would erase a stored value."""
+    return {k: _without_nulls(v) if isinstance(v, dict) else v for k, v in value.items() if v is not None}
 
 
 @dataclass
@@ -169,11 +200,14 @@ def preprocess_event(event: dict[str, Any], *, rules: RuleSet, source_id: str, s
     reshaper = next((r for r in rules.reshapers if _applies(r, event["type"], source_id)), None)
     if reshaper is not None:
         properties = render(reshaper.properties, sources)
-        outcome.event["properties"] = {**event["properties"], **properties} if reshaper.keep_original else properties
+        if reshaper.keep_original:  # a missing path does not erase the original value
+            properties = deep_merge(copy.deepcopy(event["properties"]), _without_nulls(properties))
+        outcome.event["properties"] = properties
         if reshaper.context:
-            outcome.event["context"] = deep_merge(dict(event["context"]), render(reshaper.context, sources))
+            context = _without_nulls(render(reshaper.context, sources))
+            outcome.event["context"] = deep_merge(copy.deepcopy(event["context"]), context)
         if reshaper.session_context:
-            outcome.session_context = render(reshaper.session_context, sources)
+            outcome.session_context = _without_nulls(render(reshaper.session_context, sources))
     sources["event"] = outcome.event
     for mapping in rules.mappings:
         if not _applies(mapping, event["type"], source_id) or not matches(mapping.condition, sources):

@@ -9,6 +9,7 @@ from typing import Any
 ROOTS = ("event", "payload", "session", "profile")
 REFERENCE_RE = re.compile(r"^(event|payload|session|profile)@([A-Za-z0-9_$-]+(\.[A-Za-z0-9_$-]+)*)$")
 PROFILE_ROOTS = ("data", "traits", "ids", "stats", "segments", "interests", "consents", "aux", "misc")
+LIST_ROOTS = ("ids", "segments")  # the roots that are lists themselves
 PROFILE_PATH_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 
 
@@ -26,11 +27,18 @@ def check_reference(value: Any) -> str:
     return value
 
 
-def check_profile_path(value: Any) -> str:
+def check_profile_path(value: Any, *, list_operation: bool = False) -> str:
+    """A path under one of the allowed roots. A root alone only for appending to ids or
+    segments: setting a whole root (e.g. stats) would break every later update of it."""
     if not isinstance(value, str) or not PROFILE_PATH_RE.match(value):
         raise ValueError(f"{value!r} is not a profile path: use a dot path such as traits.email")
     if value.split(".", 1)[0] not in PROFILE_ROOTS:
         raise ValueError(f"profile path {value!r} must start with one of: {', '.join(PROFILE_ROOTS)}")
+    if "." not in value and not (list_operation and value in LIST_ROOTS):
+        raise ValueError(
+            f"profile path {value!r} is a whole root: name a field in it, such as {value}.name"
+            + (f" (only {' and '.join(LIST_ROOTS)} take append and add_tag as they are)" if list_operation else "")
+        )
     return value
 
 
