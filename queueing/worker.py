@@ -70,8 +70,8 @@ class Worker:
     transient_errors: tuple[type[Exception], ...] = (DatabaseError, BrokerUnavailable)
 
     def __init__(self, *, broker: Broker | None = None) -> None:
-        self.broker = broker or get_broker()
         self.stopping = False
+        self.broker = broker or get_broker()
         self.processed = 0
         self.host = socket.gethostname()
         self.consumer = self.broker.subscribe(
@@ -191,9 +191,20 @@ class Worker:
         log.info("Received %s; finishing the current batch", signal.Signals(signum).name)
         self.stopping = True
 
+    @classmethod
+    def start(cls) -> None:
+        """Runs a worker process. The signal handlers go in before the worker connects and
+        subscribes (seconds, on Pulsar): a stop asked for meanwhile is a clean exit, not a kill."""
+        asked: list[int] = []
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda signum, _frame: asked.append(signum))
+        worker = cls()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, worker.request_stop)
+        worker.stopping = bool(asked)
+        worker.run()
+
     def run(self) -> None:
-        signal.signal(signal.SIGTERM, self.request_stop)
-        signal.signal(signal.SIGINT, self.request_stop)
         log.info("Worker %s started (pid %d, topic %s)", self.worker_type, os.getpid(), self.topic.url)
         try:
             while not self.stopping:

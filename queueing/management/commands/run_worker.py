@@ -21,4 +21,4 @@ class Command(BaseCommand):
             logging.getLogger(__name__).warning(
                 "worker.%s.enabled is false; running anyway because it was started by hand", worker_type
             )
-        import_string(WORKER_CLASSES[worker_type])().run()
+        import_string(WORKER_CLASSES[worker_type]).start()
