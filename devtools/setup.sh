@@ -5,23 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-as_root() {
-  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
-    echo "setup: need root (or sudo) to run: $*" >&2; exit 1; fi
-}
-
-apt_install() {
-  local missing=()
-  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
-  if [ ${#missing[@]} -gt 0 ]; then
-    echo "setup: installing Debian packages: ${missing[*]}"
-    if [ ! -f /var/lib/apt/periodic/tracardi-updated ]; then
-      as_root apt-get update -qq
-      as_root mkdir -p /var/lib/apt/periodic && as_root touch /var/lib/apt/periodic/tracardi-updated
-    fi
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-  fi
-}
+source devtools/services/common.sh  # as_root, apt_install
 
 # mysqlclient builds against MariaDB's client headers.
 apt_install gcc pkg-config libmariadb-dev
