@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from queueing.models import WorkerHeartbeat, WorkerSettings
+from queueing.models import WorkerHeartbeat, WorkerSettings, WorkerType
 
 
 @admin.register(WorkerSettings)
@@ -17,6 +17,11 @@ class WorkerSettingsAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return ["worker_type"] if obj else []
+
+    def has_add_permission(self, request):
+        # One row per worker type; the migration creates them.
+        existing = set(WorkerSettings.objects.values_list("worker_type", flat=True))
+        return super().has_add_permission(request) and existing != set(WorkerType.values)
 
 
 @admin.register(WorkerHeartbeat)

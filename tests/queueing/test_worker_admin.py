@@ -49,3 +49,10 @@ def test_worker_settings_reject_a_min_batch_above_the_max(admin_client, worker_s
     )
     assert response.status_code == 200
     assert "The minimum batch size cannot exceed the maximum batch size." in response.content.decode()
+
+
+def test_worker_settings_cannot_be_added_once_every_type_has_its_row(admin_client, worker_settings):
+    worker_settings("background")
+    assert admin_client.get("/admin/queueing/workersettings/add/").status_code == 200
+    worker_settings("collector")
+    assert admin_client.get("/admin/queueing/workersettings/add/").status_code == 403
