@@ -142,6 +142,10 @@ def spawn(process_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[...,
         log = tmp_path / f"{'-'.join(args)}-{len(started)}.log".replace("/", "_")
         process = Process([sys.executable, "manage.py", *args], env={**process_env, **(env or {})}, log=log)
         started.append(process)
+        if args[0] == "run_worker":
+            # Up and subscribed: a test that stops it later then sees a graceful stop, not a
+            # SIGTERM that arrived while Python was still starting (on a loaded machine, seconds).
+            wait_for(lambda: "started (pid" in process.output(), timeout=60, message=f"worker started: {log}")
         return process
 
     yield start
