@@ -189,6 +189,7 @@ def build_storage_jobs(
     identity: Identity,
     job_id: str,
     rules: RuleSet,
+    validation: list[list[dict[str, str]]] | None = None,
 ) -> list[StorageJob]:
     """Pre-processes every event (validation -> reshaping -> mapping), derives the session
     and visit data and the profile operations, and returns the storage job."""
@@ -211,7 +212,13 @@ def build_storage_jobs(
     )
     # System events are pre-processed like the others: a mapping may count visits.
     events = payload["events"] + system_events(identity=identity, meta=meta, save_profile=options["saveProfile"])
-    outcomes = [preprocess_event(e, rules=rules, source_id=source.id, sources=sources) for e in events]
+    known = validation or []  # the API validated the payload's events already, with these rules
+    outcomes = [
+        preprocess_event(
+            event, rules=rules, source_id=source.id, sources=sources, errors=known[i] if i < len(known) else None
+        )
+        for i, event in enumerate(events)
+    ]
     if payload["events"]:
         operations.append(ProfileOperation("increment", "stats.events", len(payload["events"])))
     for outcome in outcomes:
@@ -255,17 +262,28 @@ def _stored_profile(identity: Identity) -> dict[str, Any] | None:
     return get_store().get("profile", identity.profile_id) or {"id": identity.profile_id}
 
 
-def validation_errors(*, source: SourceSnapshot, payload: dict[str, Any], rules: RuleSet) -> list[dict[str, str]]:
-    """Every event's validation failures, with JSON paths into the payload."""
+def validate_events(*, source: SourceSnapshot, payload: dict[str, Any], rules: RuleSet) -> list[list[dict[str, str]]]:
+    """Each event's validation failures, in payload order."""
+    return [rules.validate(event, source_id=source.id) for event in payload["events"]]
+
+
+def with_payload_paths(validation: list[list[dict[str, str]]]) -> list[dict[str, str]]:
+    """The failures of every event, with JSON paths into the payload."""
     return [
         {"path": f"$.events[{index}]{error['path']}", "message": error["message"]}
-        for index, event in enumerate(payload["events"])
-        for error in rules.validate(event, source_id=source.id)
+        for index, errors in enumerate(validation)
+        for error in errors
     ]
 
 
 def track(
-    *, broker: Broker, source: SourceSnapshot, payload: dict[str, Any], meta: RequestMeta, rules: RuleSet
+    *,
+    broker: Broker,
+    source: SourceSnapshot,
+    payload: dict[str, Any],
+    meta: RequestMeta,
+    rules: RuleSet,
+    validation: list[list[dict[str, str]]] | None = None,
 ) -> TrackResult:
     """Processes a payload in the API and publishes its storage jobs, with the rules the
     request was validated against."""
@@ -273,7 +291,13 @@ def track(
 
     def build(identity: Identity) -> list[OutgoingMessage]:
         jobs = build_storage_jobs(
-            source=source, payload=payload, meta=meta, identity=identity, job_id=job_id, rules=rules
+            source=source,
+            payload=payload,
+            meta=meta,
+            identity=identity,
+            job_id=job_id,
+            rules=rules,
+            validation=validation,
         )
         return [OutgoingMessage(topic=FUNCTIONS, key=identity.key, payload=job.to_payload()) for job in jobs]
 

@@ -138,7 +138,8 @@ class TrackView(APIView):
                 warnings=[NO_EVENTS_WARNING],
             )
         rules = selectors.get_rules()  # one snapshot for the validation and the processing
-        errors = services.validation_errors(source=source, payload=payload, rules=rules)
+        validation = services.validate_events(source=source, payload=payload, rules=rules)
+        errors = services.with_payload_paths(validation)
         if errors and source.strict_validation:
             raise TrackError(
                 status.HTTP_422_UNPROCESSABLE_ENTITY,
@@ -159,7 +160,9 @@ class TrackView(APIView):
                     status_code=status.HTTP_201_CREATED,
                 )
             warnings.append(COLLECTOR_DISABLED_WARNING)
-        result = services.track(broker=get_broker(), source=source, payload=payload, meta=meta, rules=rules)
+        result = services.track(
+            broker=get_broker(), source=source, payload=payload, meta=meta, rules=rules, validation=validation
+        )
         return self.answer(
             profile=result.identity.profile_id,
             session=result.identity.session_id,

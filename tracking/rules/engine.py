@@ -190,9 +190,18 @@ class EventOutcome:
     session_context: dict[str, Any] = field(default_factory=dict)
 
 
-def preprocess_event(event: dict[str, Any], *, rules: RuleSet, source_id: str, sources: LazySources) -> EventOutcome:
-    """Validation -> reshaping (first matching rule) -> mapping (every matching rule)."""
-    errors = rules.validate(event, source_id=source_id)
+def preprocess_event(
+    event: dict[str, Any],
+    *,
+    rules: RuleSet,
+    source_id: str,
+    sources: LazySources,
+    errors: list[dict[str, str]] | None = None,
+) -> EventOutcome:
+    """Validation (unless `errors` says how it went) -> reshaping (first matching rule) ->
+    mapping (every matching rule)."""
+    if errors is None:
+        errors = rules.validate(event, source_id=source_id)
     if errors:  # stored, marked invalid, but neither reshaped nor mapped
         return EventOutcome(event=event, valid=False, errors=errors)
     outcome = EventOutcome(event=dict(event), valid=True)
