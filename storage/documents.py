@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -18,6 +19,10 @@ from storage.jobs import ProfileChange, ProfileOperation, SessionChange
 # A redelivery repeats at most one batch, and a batch holds at most this many messages
 # (WorkerSettings caps max_batch_size), so no redelivered job falls out of the window.
 APPLIED_JOBS_KEPT = 1000
+# ... and this many of the events whose operations it applied, to skip a client's retry
+# of a request (a new job carrying the same event ids): a retry is recognised while the
+# event is among the profile's last APPLIED_EVENTS_KEPT events.
+APPLIED_EVENTS_KEPT = 1000
 
 
 def new_profile(profile_id: str, *, now: str) -> dict[str, Any]:
@@ -105,13 +110,6 @@ def apply_operation(doc: dict[str, Any], operation: ProfileOperation) -> None:
         raise ValueError(f"unknown profile operation {op!r}")
 
 
-def apply_operations(doc: dict[str, Any], operations: list[ProfileOperation], *, now: str) -> dict[str, Any]:
-    for operation in operations:
-        apply_operation(doc, operation)
-    doc.setdefault("metadata", {}).setdefault("time", {})["update"] = now
-    return doc
-
-
 def group_by_profile(changes: Sequence[ProfileChange]) -> dict[str, list[ProfileChange]]:
     """Changes per profile, each profile's in message order."""
     grouped: dict[str, list[ProfileChange]] = {}
@@ -120,24 +118,86 @@ def group_by_profile(changes: Sequence[ProfileChange]) -> dict[str, list[Profile
     return grouped
 
 
-def apply_changes(
-    doc: dict[str, Any], applied: list[str], changes: list[ProfileChange], *, now: str
-) -> tuple[dict[str, Any], list[str], str | None]:
-    """Applies, in order, the changes whose job is not in `applied` (a redelivery is skipped).
-    Each job is applied to a copy, so one whose operations fail leaves no half-applied
-    change. Returns the document, the applied job ids (bounded) and the last error."""
-    applied = list(applied)
-    error = None
+@dataclass(frozen=True)
+class FailedOperation:
+    """An operation that could not be applied; the rest of its job was."""
+
+    profile_id: str
+    event_id: str | None
+    operation: str  # "increment traits.x"
+    reason: str
+
+
+@dataclass
+class AppliedChanges:
+    document: dict[str, Any]
+    applied: Applied
+    failed: list[FailedOperation] = field(default_factory=list)
+    changed: bool = False
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What a profile remembers having applied: the last storage jobs (a redelivered
+    message) and the last events (a client retrying a request under a new job)."""
+
+    jobs: tuple[str, ...] = ()
+    events: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, jobs: Sequence[str] | None, events: Sequence[str] | None) -> Applied:
+        return cls(tuple(jobs or ()), tuple(events or ()))
+
+
+def _pending(applied: Applied, changes: Sequence[ProfileChange]) -> tuple[list[ProfileOperation], Applied]:
+    """The operations still to apply, in order, and what will have been applied after them.
+    A job seen before is skipped whole; an operation of an event applied by an earlier
+    job (of an earlier batch, or earlier in this one) is skipped."""
+    jobs, events = list(applied.jobs), list(applied.events)
+    seen_jobs, seen_events = set(jobs), set(events)
+    pending: list[ProfileOperation] = []
     for change in changes:
-        if change.job_id in applied:
+        if change.job_id in seen_jobs:
             continue
-        try:
-            doc = apply_operations(orjson.loads(orjson.dumps(doc)), change.operations, now=now)
-        except ValueError as exc:
-            error = str(exc)
-            continue
-        applied.append(change.job_id)
-    return doc, applied[-APPLIED_JOBS_KEPT:], error
+        fresh = [op for op in change.operations if op.event is None or op.event not in seen_events]
+        pending += fresh
+        jobs.append(change.job_id)
+        seen_jobs.add(change.job_id)
+        for event_id in dict.fromkeys(op.event for op in fresh if op.event is not None):
+            events.append(event_id)
+            seen_events.add(event_id)
+    return pending, Applied(tuple(jobs[-APPLIED_JOBS_KEPT:]), tuple(events[-APPLIED_EVENTS_KEPT:]))
+
+
+def apply_changes(
+    doc: dict[str, Any], applied: Applied, changes: Sequence[ProfileChange], *, now: str
+) -> AppliedChanges:
+    """Applies, in order, the operations not applied before (see `_pending`). An operation
+    that cannot be applied is left out and reported; every other operation of its job
+    still applies. The document given is never modified."""
+    pending, after = _pending(applied, changes)
+    if not pending:
+        return AppliedChanges(document=doc, applied=after, changed=after != applied)
+    skipped: dict[int, str] = {}
+    while True:  # replays from the original when an operation fails: no half-applied operation
+        work = orjson.loads(orjson.dumps(doc))
+        failed_at = None
+        for index, operation in enumerate(pending):
+            if index in skipped:
+                continue
+            try:
+                apply_operation(work, operation)
+            except (ValueError, TypeError) as exc:
+                skipped[index], failed_at = str(exc), index
+                break
+        if failed_at is None:
+            break
+    work.setdefault("metadata", {}).setdefault("time", {})["update"] = now
+    profile_id = str(doc.get("id"))
+    failed = [
+        FailedOperation(profile_id, pending[i].event, pending[i].describe(), reason) for i, reason in skipped.items()
+    ]
+    return AppliedChanges(document=work, applied=after, failed=failed, changed=True)
 
 
 def merge_session(existing: dict[str, Any] | None, change: SessionChange) -> dict[str, Any]:

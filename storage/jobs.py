@@ -21,9 +21,18 @@ class ProfileOperation:
     op: str
     path: str
     value: Any = None
+    # The stored id of the event that caused the operation: a profile applies the
+    # operations of one event once, however many requests (client retries) carry it.
+    event: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"op": self.op, "path": self.path, "value": self.value}
+        data = {"op": self.op, "path": self.path, "value": self.value}
+        if self.event is not None:
+            data["event"] = self.event
+        return data
+
+    def describe(self) -> str:
+        return f"{self.op} {self.path}"
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ class ProfileRecord(models.Model):
     # Ids of the storage jobs already applied (newest last, bounded): a redelivered job
     # is skipped, so its operations are applied exactly once.
     applied_jobs = models.JSONField(default=list)
+    # Ids of the last events whose operations were applied: a client's retry is skipped.
+    applied_events = models.JSONField(default=list)
     created_at = models.DateTimeField(db_index=True)
     updated_at = models.DateTimeField(db_index=True)
 
@@ -31,7 +33,7 @@ class SessionRecord(models.Model):
 
 
 class EventRecord(models.Model):
-    # The event id is the primary key: a redelivered message rewrites, never duplicates.
+    # The event id is the primary key: the first write wins, a redelivery or retry is a no-op.
     id = models.CharField(max_length=255, primary_key=True)
     type = models.CharField(max_length=255, db_index=True)
     profile_id = models.CharField(max_length=255, null=True, db_index=True)

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from django.conf import settings
 
+from storage.documents import FailedOperation
 from storage.jobs import ProfileChange, SessionChange
 
 Entity = Literal["profile", "session", "event"]
@@ -24,6 +25,9 @@ class SaveResult:
     saved: int = 0
     # Document id -> why it was not saved; the messages carrying it are not acknowledged.
     errors: dict[str, str] = field(default_factory=dict)
+    # Profile operations left out (the rest of their job was applied): logged, and noted
+    # on their event.
+    failed_operations: list[FailedOperation] = field(default_factory=list)
 
 
 class Store(abc.ABC):
@@ -33,7 +37,9 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def apply_profile_changes(self, changes: Sequence[ProfileChange]) -> SaveResult:
-        """Applies each change's operations in the given order, each job at most once."""
+        """Applies each change's operations in the given order, each job and each event's
+        operations at most once; an operation that cannot be applied is reported in
+        `failed_operations`, not as an error."""
 
     @abc.abstractmethod
     def save_sessions(self, changes: Sequence[SessionChange]) -> SaveResult:
@@ -41,7 +47,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def save_events(self, events: Sequence[dict[str, Any]]) -> SaveResult:
-        """Upserts events by id: saving one twice leaves one document."""
+        """Inserts events by id; an event whose id is stored already is left as it is (a
+        redelivery or a client's retry), and counts as saved."""
 
     @abc.abstractmethod
     def get(self, entity: Entity, id: str) -> dict[str, Any] | None: ...

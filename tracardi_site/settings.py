@@ -177,6 +177,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "tracking.middleware.ProcessTimeMiddleware",
+    "tracking.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves the admin's static files from gunicorn, so the laptop run needs no web server.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -268,6 +269,22 @@ QUEUE_LEASE_SECONDS = env_float("QUEUE_LEASE_SECONDS", 30.0, minimum=1.0, maximu
 TRACK_MAX_BODY_BYTES = env_int("TRACK_MAX_BODY_BYTES", 1024 * 1024, minimum=1024, maximum=1024**3)
 TRACK_MAX_EVENTS = env_int("TRACK_MAX_EVENTS", 1000, minimum=1, maximum=100_000)
 TRACK_RETRY_AFTER_SECONDS = env_int("TRACK_RETRY_AFTER_SECONDS", 5, minimum=1, maximum=3600)
+# Deeper JSON is refused with 422: nothing legitimate nests this far, and deep values
+# are what recursion limits in JSON encoders and copies trip over.
+TRACK_MAX_DEPTH = env_int("TRACK_MAX_DEPTH", 64, minimum=8, maximum=200)
+# Request headers never stored with an event (shell-style patterns, case-insensitive):
+# anything whose name suggests a credential.
+TRACK_DROP_HEADERS = tuple(
+    p.lower()
+    for p in env_list(
+        "TRACK_DROP_HEADERS",
+        [
+            "authorization", "proxy-authorization", "cookie", "set-cookie", "*auth*", "*token*", "*secret*",
+            "*password*", "*passwd*", "*api-key*", "*apikey*", "*api_key*", "*-key", "*credential*",
+            "*signature*", "*session*", "x-csrf*", "x-xsrf*",
+        ],
+    )
+)  # fmt: skip
 SOURCE_CACHE_SECONDS = env_float("SOURCE_CACHE_SECONDS", 2.0, minimum=0.0, maximum=2.0)
 # Testing knob for crash tests: "<point>:<seconds>" pauses a worker there (see queueing/faults.py).
 FAULT_INJECT = env_str("FAULT_INJECT", "")

@@ -29,7 +29,16 @@ class EventSourceAdmin(admin.ModelAdmin):
         (None, {"fields": ["id", "name", "description", "bridge", "enabled"]}),
         (
             "Processing",
-            {"fields": ["transitional", "static_profile_id", "strict_validation", "bot_filter", "allowed_origins"]},
+            {
+                "fields": [
+                    "transitional",
+                    "static_profile_id",
+                    "strict_validation",
+                    "bot_filter",
+                    "allowed_origins",
+                    "accept_without_origin",
+                ]
+            },
         ),
         ("Times", {"fields": ["created_at", "updated_at"]}),
     ]

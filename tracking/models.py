@@ -63,7 +63,15 @@ class EventSource(models.Model):
         default="*",
         blank=True,
         validators=[validate_origins],
-        help_text="Origins allowed to call /track from a browser (CORS), one per line; '*' allows any.",
+        help_text=(
+            "Origins allowed to call /track from a browser, one per line; '*' allows any, empty none. "
+            "A request from another origin is refused with 403."
+        ),
+    )
+    accept_without_origin = models.BooleanField(
+        "accept requests without an Origin",
+        default=True,
+        help_text="When origins are listed: also accept requests that carry no Origin header (servers, apps).",
     )
     strict_validation = models.BooleanField(
         default=False,

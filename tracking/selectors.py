@@ -60,6 +60,7 @@ class SourceSnapshot:
     allowed_origins: tuple[str, ...]
     strict_validation: bool = False
     bot_filter: str = "off"
+    accept_without_origin: bool = True
 
     def allows_origin(self, origin: str) -> bool:
         return "*" in self.allowed_origins or origin in self.allowed_origins
@@ -73,6 +74,7 @@ class SourceSnapshot:
             "allowed_origins": list(self.allowed_origins),
             "strict_validation": self.strict_validation,
             "bot_filter": self.bot_filter,
+            "accept_without_origin": self.accept_without_origin,
         }
 
     @classmethod
@@ -102,6 +104,7 @@ def _load_source(source_id: str) -> SourceSnapshot | None:
         allowed_origins=tuple(parse_origins(source.allowed_origins)),
         strict_validation=source.strict_validation,
         bot_filter=source.bot_filter,
+        accept_without_origin=source.accept_without_origin,
     )
 
 

@@ -9,11 +9,14 @@ broker confirmed.
 from __future__ import annotations
 
 import copy
+import fnmatch
+import functools
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 
 from queueing.broker import SCHEMA_VERSION, Broker, OutgoingMessage
@@ -26,9 +29,8 @@ from tracking.rules.engine import LazySources, RuleSet, preprocess_event
 from tracking.selectors import SourceSnapshot, get_rules
 from tracking.visits import parse_user_agent, visit_context, visit_operations
 
-# Never stored with an event: credentials of the visitor or of the caller.
-SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 JOB_NAMESPACE = uuid.UUID("6f1c8f1e-5a57-4b59-9d1f-8f0f6c1d2a10")
+EVENT_NAMESPACE = uuid.UUID("0b9d3d52-8a43-4a0e-9c55-3f9f4f8e2c71")
 
 
 @dataclass(frozen=True)
@@ -58,8 +60,16 @@ class TrackResult:
     task_id: str | None = None
 
 
+@functools.lru_cache(maxsize=4096)
+def is_secret_header(name: str, patterns: tuple[str, ...]) -> bool:
+    """Whether a header (lower-case name) matches TRACK_DROP_HEADERS; cached per name."""
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+
+
 def request_headers(meta: dict[str, Any]) -> dict[str, str]:
-    """HTTP headers from a WSGI environ, minus Authorization and Cookie."""
+    """HTTP headers from a WSGI environ, minus those that may carry credentials
+    (TRACK_DROP_HEADERS): they would be stored with the event for anyone to read."""
+    patterns = settings.TRACK_DROP_HEADERS
     headers = {}
     for name, value in meta.items():
         if name.startswith("HTTP_"):
@@ -68,7 +78,7 @@ def request_headers(meta: dict[str, Any]) -> dict[str, str]:
             header = name.replace("_", "-").lower()
         else:
             continue
-        if header not in SECRET_HEADERS:
+        if not is_secret_header(header, patterns):
             headers[header] = str(value)
     return headers
 
@@ -108,6 +118,33 @@ def _trusted_profile(source: SourceSnapshot, payload: dict[str, Any]) -> str | N
     """The client's profile id counts only where the source trusts static ids: a client
     cannot attach itself to a profile it names."""
     return (payload.get("profile") or {}).get("id") if source.static_profile_id else None
+
+
+def stored_event_id(*, source_id: str, session_id: str, client_id: str | None) -> str:
+    """The id an event is stored under. A client's id counts within its source and session
+    only: a retry from the same session maps to the same stored event (and is a no-op),
+    the same id from another session or source to another event, so no client can reach
+    another visitor's event. Without a client id, a new uuid4."""
+    if client_id is None:
+        return str(uuid.uuid4())
+    return str(uuid.uuid5(EVENT_NAMESPACE, f"{source_id}\n{session_id}\n{client_id}"))
+
+
+def assign_event_ids(events: list[dict[str, Any]], *, source_id: str, session_id: str) -> list[dict[str, Any]]:
+    """The payload's events with their stored ids; the client's id is kept as `client_id`."""
+    return [
+        {
+            **event,
+            "id": stored_event_id(source_id=source_id, session_id=session_id, client_id=event["id"]),
+            "client_id": event["id"],
+        }
+        for event in events
+    ]
+
+
+def system_event_id(event_type: str, session_id: str) -> str:
+    """System events derive their ids from the session: a redelivered payload stores them once."""
+    return str(uuid.uuid5(JOB_NAMESPACE, f"{event_type}:{session_id}"))
 
 
 def publish_with_identity(
@@ -152,6 +189,8 @@ def _event_document(
         "tags": event["tags"],
         "request": {"ip": meta.ip, "headers": meta.headers},
     }
+    if event.get("client_id") is not None:
+        document["metadata"]["client_id"] = event["client_id"]
     if errors:
         document["metadata"]["validation"] = [f"{e['path']}: {e['message']}" for e in errors]
     if notes:
@@ -162,14 +201,13 @@ def _event_document(
 
 
 def system_events(*, identity: Identity, meta: RequestMeta, save_profile: bool) -> list[dict[str, Any]]:
-    """profile-created, session-opened and visit-started, as the reference system stores them.
-    Their ids derive from the session, so a redelivered payload stores them once."""
+    """profile-created, session-opened and visit-started, as the reference system stores them."""
     types = (["profile-created"] if identity.new_profile and identity.profile_id and save_profile else []) + (
         ["session-opened", "visit-started"] if identity.new_session else []
     )
     return [
         {
-            "id": str(uuid.uuid5(JOB_NAMESPACE, f"{event_type}:{identity.session_id}")),
+            "id": system_event_id(event_type, identity.session_id),
             "type": event_type,
             "properties": {},
             "context": {},
@@ -202,7 +240,8 @@ def build_storage_jobs(
         # What the server derives wins over what the client sent under the same keys.
         deep_merge(session_context, visit_context(payload_context=payload["context"], user_agent=user_agent))
         if identity.profile_id:
-            operations += visit_operations(now=meta.received_at)
+            visit = system_event_id("visit-started", identity.session_id)
+            operations += visit_operations(now=meta.received_at, event_id=visit)
     sources = LazySources(
         {
             "session": lambda: _current_session(identity, session_context, payload["properties"]),
@@ -219,8 +258,8 @@ def build_storage_jobs(
         )
         for i, event in enumerate(events)
     ]
-    if payload["events"]:
-        operations.append(ProfileOperation("increment", "stats.events", len(payload["events"])))
+    # One operation per event, so a retried event is not counted again (see apply_changes).
+    operations += [ProfileOperation("increment", "stats.events", 1, event=e["id"]) for e in payload["events"]]
     for outcome in outcomes:
         operations += outcome.operations
         deep_merge(session_context, outcome.session_context)
@@ -288,11 +327,14 @@ def track(
     """Processes a payload in the API and publishes its storage jobs, with the rules the
     request was validated against."""
     job_id = str(uuid.uuid4())
+    event_ids: list[str] = []
 
     def build(identity: Identity) -> list[OutgoingMessage]:
+        events = assign_event_ids(payload["events"], source_id=source.id, session_id=identity.session_id)
+        event_ids[:] = [e["id"] for e in events]
         jobs = build_storage_jobs(
             source=source,
-            payload=payload,
+            payload={**payload, "events": events},
             meta=meta,
             identity=identity,
             job_id=job_id,
@@ -302,27 +344,31 @@ def track(
         return [OutgoingMessage(topic=FUNCTIONS, key=identity.key, payload=job.to_payload()) for job in jobs]
 
     identity = publish_with_identity(broker=broker, source=source, payload=payload, build=build)
-    return TrackResult(identity=identity, event_ids=[e["id"] for e in payload["events"]])
+    return TrackResult(identity=identity, event_ids=event_ids)
 
 
 def enqueue(*, broker: Broker, source: SourceSnapshot, payload: dict[str, Any], meta: RequestMeta) -> TrackResult:
     """Queue mode: registers the identity, then leaves the processing to the collector worker."""
     task_id = str(uuid.uuid4())
+    event_ids: list[str] = []
 
     def build(identity: Identity) -> list[OutgoingMessage]:
+        # The stored ids are given here, not by the collector: the answer names them.
+        events = assign_event_ids(payload["events"], source_id=source.id, session_id=identity.session_id)
+        event_ids[:] = [e["id"] for e in events]
         message = {
             "v": SCHEMA_VERSION,
             "kind": "collect",
             "task_id": task_id,
             "source": source.to_dict(),
-            "payload": payload,
+            "payload": {**payload, "events": events},
             "meta": asdict(meta),
             "identity": asdict(identity),
         }
         return [OutgoingMessage(topic=COLLECTOR, key=identity.key, payload=message)]
 
     identity = publish_with_identity(broker=broker, source=source, payload=payload, build=build)
-    return TrackResult(identity=identity, event_ids=[e["id"] for e in payload["events"]], task_id=task_id)
+    return TrackResult(identity=identity, event_ids=event_ids, task_id=task_id)
 
 
 def collect_queued(message: dict[str, Any]) -> list[OutgoingMessage]:

@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 from queueing.broker import BrokerUnavailable, get_broker
 from tracking import selectors, services
 from tracking.models import BotFilter
-from tracking.validation import PayloadInvalid, json_type, validate_track_payload
+from tracking.validation import PayloadInvalid, json_type, too_deep, validate_track_payload
 from tracking.visits import parse_user_agent
 
 logger = logging.getLogger(__name__)
@@ -55,10 +55,21 @@ def read_body(request: Request) -> bytes:
 
 
 def parse_payload(body: bytes) -> dict[str, Any]:
+    max_depth = settings.TRACK_MAX_DEPTH
+    too_deep_error = f"Nested deeper than TRACK_MAX_DEPTH ({max_depth} levels)."
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        if "recursion" in str(exc):  # deeper than the parser's own limit
+            raise TrackError(
+                status.HTTP_422_UNPROCESSABLE_ENTITY, "Invalid payload.", [{"path": "$", "message": too_deep_error}]
+            ) from None
         raise TrackError(status.HTTP_400_BAD_REQUEST, f"Malformed JSON: {exc}.") from None
+    deep = too_deep(data, max_depth)
+    if deep is not None:
+        raise TrackError(
+            status.HTTP_422_UNPROCESSABLE_ENTITY, "Invalid payload.", [{"path": deep, "message": too_deep_error}]
+        )
     if not isinstance(data, dict):
         raise TrackError(
             status.HTTP_422_UNPROCESSABLE_ENTITY,
@@ -87,6 +98,20 @@ def verify_source(data: dict[str, Any]) -> selectors.SourceSnapshot | None:
     return source
 
 
+def check_origin(request: Request, source: selectors.SourceSnapshot | None) -> None:
+    """A source that lists its origins accepts browsers from those only (CORS alone would
+    not stop a simple `text/plain` POST from another site), and requests without an
+    Origin (servers, apps) as its setting says."""
+    if source is None or "*" in source.allowed_origins:
+        return
+    origin = request.headers.get("Origin")
+    if origin is None:
+        if not source.accept_without_origin:
+            raise TrackError(status.HTTP_403_FORBIDDEN, "This event source accepts only browsers of its origins.")
+    elif not source.allows_origin(origin):
+        raise TrackError(status.HTTP_403_FORBIDDEN, f"Origin {origin} is not allowed by this event source.")
+
+
 def reject_bots(request: Request, source: selectors.SourceSnapshot | None) -> None:
     if source and source.bot_filter == BotFilter.REJECT and parse_user_agent(request.headers.get("User-Agent"))["bot"]:
         raise TrackError(status.HTTP_401_UNAUTHORIZED, "Bot traffic is not accepted by this event source.")
@@ -110,6 +135,7 @@ class TrackView(APIView):
         try:
             data = parse_payload(read_body(request))
             source = verify_source(data)
+            check_origin(request, source)
             reject_bots(request, source)
             try:
                 valid = validate_track_payload(data)

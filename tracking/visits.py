@@ -53,10 +53,11 @@ def visit_context(*, payload_context: dict[str, Any], user_agent: str | None) ->
     }
 
 
-def visit_operations(*, now: str) -> list[ProfileOperation]:
-    """metadata.time.visit {last, current, count} for a new visit."""
+def visit_operations(*, now: str, event_id: str) -> list[ProfileOperation]:
+    """metadata.time.visit {last, current, count} for a new visit, as operations of its
+    visit-started event."""
     return [
-        ProfileOperation("copy", "metadata.time.visit.last", "metadata.time.visit.current"),
-        ProfileOperation("set", "metadata.time.visit.current", now),
-        ProfileOperation("increment", "metadata.time.visit.count", 1),
+        ProfileOperation("copy", "metadata.time.visit.last", "metadata.time.visit.current", event=event_id),
+        ProfileOperation("set", "metadata.time.visit.current", now, event=event_id),
+        ProfileOperation("increment", "metadata.time.visit.count", 1, event=event_id),
     ]

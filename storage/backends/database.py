@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
-from storage.documents import apply_changes, group_by_profile, merge_session, new_profile
+from storage.documents import Applied, apply_changes, group_by_profile, merge_session, new_profile
 from storage.jobs import ProfileChange, SessionChange
 from storage.models import EventRecord, ProfileRecord, SessionRecord
 from storage.store import Entity, SaveResult, Store
@@ -52,24 +52,29 @@ class DatabaseStore(Store):
             to_create, to_update = [], []
             for profile_id, profile_changes in by_profile.items():
                 record = existing.get(profile_id)
-                doc, applied, error = apply_changes(
+                outcome = apply_changes(
                     record.document if record else new_profile(profile_id, now=stamp),
-                    record.applied_jobs if record else [],
+                    Applied.of(record.applied_jobs, record.applied_events) if record else Applied(),
                     profile_changes,
                     now=stamp,
                 )
-                if error:
-                    result.errors[profile_id] = error
+                result.failed_operations += outcome.failed
+                fields = {
+                    "document": outcome.document,
+                    "applied_jobs": list(outcome.applied.jobs),
+                    "applied_events": list(outcome.applied.events),
+                    "updated_at": now,
+                }
                 if record:
-                    record.document, record.applied_jobs, record.updated_at = doc, applied, now
-                    to_update.append(record)
+                    if outcome.changed:
+                        for name, value in fields.items():
+                            setattr(record, name, value)
+                        to_update.append(record)
                 else:
-                    to_create.append(
-                        ProfileRecord(id=profile_id, document=doc, applied_jobs=applied, created_at=now, updated_at=now)
-                    )
+                    to_create.append(ProfileRecord(id=profile_id, created_at=now, **fields))
             ProfileRecord.objects.bulk_create(to_create)
-            ProfileRecord.objects.bulk_update(to_update, ["document", "applied_jobs", "updated_at"])
-        result.saved = len(to_create) + len(to_update)
+            ProfileRecord.objects.bulk_update(to_update, ["document", "applied_jobs", "applied_events", "updated_at"])
+        result.saved = len(by_profile)
         return result
 
     def save_sessions(self, changes: Sequence[SessionChange]) -> SaveResult:
@@ -113,6 +118,8 @@ class DatabaseStore(Store):
         now = timezone.now()
         records = {}
         for event in events:
+            if event["id"] in records:  # the first write wins, in a batch as across batches
+                continue
             records[event["id"]] = EventRecord(
                 id=event["id"],
                 type=event["type"],
@@ -123,14 +130,9 @@ class DatabaseStore(Store):
                 document=event,
             )
         if records:
-            # MySQL upserts on the primary key without being told (and refuses to be told).
-            target = {"unique_fields": ["id"]} if connection.features.supports_update_conflicts_with_target else {}
-            EventRecord.objects.bulk_create(
-                list(records.values()),
-                update_conflicts=True,
-                update_fields=["type", "profile_id", "session_id", "source_id", "time", "document"],
-                **target,
-            )
+            # Events are immutable: an id stored before (a redelivery, or a retry of the same
+            # request) keeps its first document.
+            EventRecord.objects.bulk_create(list(records.values()), ignore_conflicts=True)
         result.saved = len(records)
         return result
 

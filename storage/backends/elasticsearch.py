@@ -9,7 +9,8 @@
 - Profiles and sessions are read-modify-written with optimistic concurrency
   (if_seq_no / if_primary_term): on a conflict the document is read again and the
   changes applied again, so an update is never lost, whoever else wrote in between.
-  The profile keeps the ids of the jobs it applied, so a redelivered job is skipped.
+  The profile keeps the ids of the jobs and events it applied, so a redelivered job
+  or a client's retry is skipped.
 - Bulk writes report per document; 429 and connection errors are retried with backoff.
 Nothing here needs scripts, update/delete-by-query or extra analyzers.
 """
@@ -38,7 +39,7 @@ from elasticsearch.dsl import (
     Object,
 )
 
-from storage.documents import apply_changes, group_by_profile, merge_session, new_profile
+from storage.documents import Applied, FailedOperation, apply_changes, group_by_profile, merge_session, new_profile
 from storage.jobs import ProfileChange, SessionChange
 from storage.store import Entity, SaveResult, Store, StoreUnavailable
 
@@ -95,6 +96,7 @@ class ProfileDocument(Document):
     misc = Flattened()
     tags = Keyword()
     applied_jobs = Keyword(index=False, doc_values=False)
+    applied_events = Keyword(index=False, doc_values=False)
 
     class Meta:
         dynamic = MetaField(False)
@@ -306,20 +308,25 @@ class ElasticsearchStore(Store):
         self._ensure_ready()
         by_profile = group_by_profile(changes)
         stamp = timezone.now().isoformat()
-        errors: dict[str, str] = {}
+        failed: dict[str, list[FailedOperation]] = {}  # the last attempt's, per profile
 
         def update(profile_id: str, current: dict[str, Any] | None) -> dict[str, Any] | None:
-            doc = current or new_profile(profile_id, now=stamp)
-            before = doc.pop("applied_jobs", [])
-            doc, applied, error = apply_changes(doc, before, by_profile[profile_id], now=stamp)
-            if error:
-                errors[profile_id] = error
-            if current is not None and applied == before:
-                return None  # nothing new: every job was applied before, or failed
-            return {**doc, "applied_jobs": applied}
+            doc = dict(current or new_profile(profile_id, now=stamp))
+            before = Applied.of(doc.pop("applied_jobs", None), doc.pop("applied_events", None))
+            outcome = apply_changes(doc, before, by_profile[profile_id], now=stamp)
+            failed[profile_id] = outcome.failed
+            if current is not None and not outcome.changed:
+                return None  # nothing new: every job was applied before
+            return {
+                **outcome.document,
+                "applied_jobs": list(outcome.applied.jobs),
+                "applied_events": list(outcome.applied.events),
+            }
 
         result = self._read_modify_write("profile", list(by_profile), update)
-        result.errors.update(errors)
+        result.failed_operations = [
+            f for profile_id, ops in failed.items() for f in ops if profile_id not in result.errors
+        ]
         return result
 
     def save_sessions(self, changes: Sequence[SessionChange]) -> SaveResult:
@@ -342,12 +349,17 @@ class ElasticsearchStore(Store):
         if not events:
             return SaveResult()
         self._ensure_ready()
-        unique = {event["id"]: event for event in events}
+        unique: dict[str, dict[str, Any]] = {}
+        for event in events:
+            unique.setdefault(event["id"], event)  # the first write wins, in a batch as across batches
+        # `create`: an event stored before (a redelivery, a retry) answers 409 and keeps its
+        # first document. (Its month index comes from the request's time: a retry in another
+        # month than the original would be stored twice.)
         actions = [
-            ({"index": {"_index": index_name("event", month=event_month(e)), "_id": e["id"]}}, e)
+            ({"create": {"_index": index_name("event", month=event_month(e)), "_id": e["id"]}}, e)
             for e in unique.values()
         ]
-        failures = self._bulk(actions)
+        failures = {k: v for k, v in self._bulk(actions).items() if v.get("status") != 409}
         return SaveResult(saved=len(actions) - len(failures), errors={k: _reason(v) for k, v in failures.items()})
 
     def get(self, entity: Entity, id: str) -> dict[str, Any] | None:
@@ -360,6 +372,7 @@ class ElasticsearchStore(Store):
         except NotFoundError:
             return None
         source.pop("applied_jobs", None)
+        source.pop("applied_events", None)
         return source
 
     def _query(self, entity: Entity, filters: dict[str, str]) -> dict[str, Any]:
@@ -380,6 +393,8 @@ class ElasticsearchStore(Store):
         sources = [hit["_source"] for hit in response["hits"]["hits"]]
         for source in sources:
             source.pop("applied_jobs", None)
+            source.pop("applied_events", None)
+        source.pop("applied_events", None)
         return sources
 
     def search(self, entity: Entity, *, limit: int = 100, **filters: str) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from queueing import faults
 from queueing.broker import ReceivedMessage
 from queueing.topics import FUNCTIONS
 from queueing.worker import Worker, invoked
+from storage.documents import FailedOperation
 from storage.jobs import InvalidJob, StorageJob
 from storage.store import SaveResult, Store, StoreUnavailable, get_store
 
@@ -39,6 +40,24 @@ def _timed_save(label: str, save: Callable[[], SaveResult]) -> SaveResult:
     return result
 
 
+def _note_failed_operations(failed: Sequence[FailedOperation], events: Sequence[dict]) -> None:
+    """Logs each profile operation that could not be applied and notes it on its event
+    (`metadata.failed_operations`): the rest of the job was applied, and nothing is
+    dead-lettered for it, since a retry would fail the same way."""
+    by_event: dict[str, list[str]] = {}
+    for failure in failed:
+        logger.warning(
+            "Profile %s: operation %s of event %s was not applied: %s",
+            failure.profile_id, failure.operation, failure.event_id, failure.reason,
+        )  # fmt: skip
+        if failure.event_id:
+            by_event.setdefault(failure.event_id, []).append(f"{failure.operation}: {failure.reason}")
+    for event in events:
+        if event["id"] in by_event:
+            metadata = event.setdefault("metadata", {})
+            metadata["failed_operations"] = metadata.get("failed_operations", []) + by_event[event["id"]]
+
+
 @invoked
 def store_bulk_jobs(store: Store, messages: Sequence[ReceivedMessage]) -> dict[int | str, str]:
     failures: dict[int | str, str] = {}
@@ -51,6 +70,7 @@ def store_bulk_jobs(store: Store, messages: Sequence[ReceivedMessage]) -> dict[i
     if not jobs:
         return failures
     profiles = _timed_save("Profiles", lambda: store.apply_profile_changes([j.profile for _, j in jobs if j.profile]))
+    _note_failed_operations(profiles.failed_operations, [e for _, j in jobs for e in j.events])
     faults.pause_at("after_profiles_saved")
     sessions = _timed_save("Sessions", lambda: store.save_sessions([j.session for _, j in jobs if j.session]))
     events = _timed_save("Events", lambda: store.save_events([e for _, j in jobs for e in j.events]))

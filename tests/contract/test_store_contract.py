@@ -7,8 +7,9 @@ import pytest
 from storage.jobs import ProfileChange, ProfileOperation, SessionChange
 
 
-def change(job: str, *ops: tuple, profile: str = "p1") -> ProfileChange:
-    return ProfileChange(profile_id=profile, job_id=job, operations=[ProfileOperation(*op) for op in ops])
+def change(job: str, *ops: tuple, profile: str = "p1", event: str | None = None) -> ProfileChange:
+    operations = [ProfileOperation(*op, event=event) for op in ops]
+    return ProfileChange(profile_id=profile, job_id=job, operations=operations)
 
 
 def event(event_id: str, **fields) -> dict:
@@ -22,6 +23,16 @@ def event(event_id: str, **fields) -> dict:
         "properties": fields.pop("properties", {}),
         **fields,
     }
+
+
+def test_an_event_id_stored_before_keeps_its_first_document(store):
+    store.save_events([event("e1", type="purchase", session="dupA", properties={"total": 1})])
+    result = store.save_events([event("e1", type="click", session="dupB", properties={"total": 999})])
+    assert result.saved == 1 and not result.errors  # a retry is a success, and a no-op
+    store.refresh()
+    stored = store.get("event", "e1")
+    assert (stored["type"], stored["session"], stored["properties"]) == ("purchase", {"id": "dupA"}, {"total": 1})
+    assert store.count("event") == 1
 
 
 def test_bulk_saved_events_are_found_and_saving_again_duplicates_nothing(store):
@@ -50,15 +61,45 @@ def test_profile_operations_are_applied_in_order_and_each_job_once(store):
     assert profile["tags"] == ["vip"]
     assert profile["aux"] == {"x": {"y": 1}}
     assert profile["stats"]["events"] == 3
-    assert "applied_jobs" not in profile
+    assert "applied_jobs" not in profile and "applied_events" not in profile
 
 
-def test_a_failing_job_is_reported_and_leaves_no_half_applied_change(store):
+def test_an_operation_that_cannot_apply_is_reported_and_the_rest_of_its_job_applies(store):
     result = store.apply_profile_changes(
-        [change("ok", ("set", "traits.a", 1)), change("bad", ("set", "traits.b", 1), ("increment", "traits.a", "x"))]
+        [
+            change("ok", ("set", "traits.a", 1)),
+            change(
+                "bad",
+                ("set", "traits.b", 1),
+                ("set", "traits.x", {"nested": True}),
+                ("increment", "traits.x", 1),
+                ("increment", "stats.events", 1),
+                event="E9",
+            ),
+        ]
     )
-    assert result.errors == {"p1": "cannot increment 'traits.a' by 'x'"}
-    assert store.get("profile", "p1")["traits"] == {"a": 1}
+    assert result.saved == 1 and not result.errors
+    [failed] = result.failed_operations
+    assert (failed.profile_id, failed.event_id, failed.operation) == ("p1", "E9", "increment traits.x")
+    assert "traits.x" in failed.reason
+    profile = store.get("profile", "p1")
+    assert profile["traits"] == {"a": 1, "b": 1, "x": {"nested": True}}
+    assert profile["stats"]["events"] == 1
+
+
+def test_the_operations_of_one_event_apply_once_whatever_job_carries_them(store):
+    """A client retrying a request sends the same events in a new job."""
+    first = change("job-1", ("increment", "stats.events", 1), ("add_tag", "tags", "a"), event="E1")
+    retry = change("job-2", ("increment", "stats.events", 1), ("add_tag", "tags", "a"), event="E1")
+    retry.operations.append(ProfileOperation("increment", "stats.events", 1, event="E2"))  # and one new event
+    store.apply_profile_changes([first])
+    store.apply_profile_changes([retry])
+    store.apply_profile_changes([change("job-3", ("increment", "stats.events", 1), event="E1"), first])
+    assert store.get("profile", "p1")["stats"]["events"] == 2
+    # In one batch too:
+    store.apply_profile_changes([change("job-4", ("increment", "stats.n", 1), event="E4")] * 2)
+    store.apply_profile_changes([change("job-5", ("increment", "stats.n", 1), event="E4")])
+    assert store.get("profile", "p1")["stats"]["n"] == 1
 
 
 def test_changes_of_many_profiles_in_one_batch(store):

@@ -14,6 +14,7 @@ from storage.store import get_store
 from storage.workers.background import BackgroundWorker
 from tests.helpers import REFERENCE_PAYLOAD, payload
 from tracking.models import SessionIdentity
+from tracking.services import stored_event_id
 from tracking.views import COLLECTOR_DISABLED_WARNING, NO_EVENTS_WARNING
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -148,11 +149,13 @@ def test_payload_without_events_answers_200_with_a_warning_and_stores_nothing(cl
     assert SessionIdentity.objects.count() == 0
 
 
-def test_event_without_id_gets_a_uuid4_and_a_given_id_is_kept(client, source):
-    response = post(client, payload(source.id, events=[{"type": "a"}, {"type": "b", "id": "my-event-1"}]))
+def test_event_without_id_gets_a_uuid4_and_a_given_id_is_scoped_to_its_source_and_session(client, source):
+    body = payload(source.id, events=[{"type": "a"}, {"type": "b", "id": "my-event-1"}])
+    response = post(client, body)
     generated, given = response.json()["events"]
     assert uuid.UUID(generated).version == 4
-    assert given == "my-event-1"
+    assert given == stored_event_id(source_id=source.id, session_id=body["session"]["id"], client_id="my-event-1")
+    assert uuid.UUID(given).version == 5
 
 
 def test_events_are_stamped_and_secret_headers_are_not_stored(client, source, worker_settings):

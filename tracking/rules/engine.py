@@ -229,7 +229,7 @@ def preprocess_event(
             if operation == "increment" and (isinstance(value, bool) or not isinstance(value, int | float)):
                 outcome.messages.append(f"{mapping.name}: {entry['event']} is {value!r}, not a number to increment by")
                 continue
-            outcome.operations.append(ProfileOperation(operation, entry["profile"], value))
+            outcome.operations.append(ProfileOperation(operation, entry["profile"], value, event=event.get("id")))
     return outcome
 
 
