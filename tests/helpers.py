@@ -46,3 +46,15 @@ def payload(source_id: str, **overrides: object) -> dict:
 def let_api_caches_expire() -> None:
     """A live API caches sources and worker settings for at most 2 seconds."""
     time.sleep(2.05)
+
+
+def drain() -> None:
+    """Runs the collector and the background worker in this process until their topics are empty."""
+    from storage.workers.background import BackgroundWorker
+    from tracking.workers.collector import CollectorWorker
+
+    for worker_class in (CollectorWorker, BackgroundWorker):
+        worker = worker_class()
+        while worker.process_batch():
+            pass
+        worker.consumer.close()

@@ -206,7 +206,7 @@ class EventMapping(Rule):
 
     def clean(self) -> None:
         from tracking.rules.conditions import check_condition
-        from tracking.rules.engine import check_mappings
+        from tracking.rules.engine import check_mapping_conflicts, check_mappings
 
         errors = {}
         if self.condition is not None:
@@ -216,7 +216,17 @@ class EventMapping(Rule):
                 errors["condition"] = str(exc)
         try:
             check_mappings(self.mappings)
+            if self.enabled:
+                check_mapping_conflicts(self.mappings, self.overlapping_mappings())
         except ValueError as exc:
             errors["mappings"] = str(exc)
         if errors:
             raise ValidationError(errors)
+
+    def overlapping_mappings(self) -> list[dict[str, str]]:
+        """The mappings of the other enabled rules that may apply to the same events."""
+        others = EventMapping.objects.filter(enabled=True, event_type=self.event_type).exclude(pk=self.pk)
+        if self.source_id is not None:
+            others = others.filter(models.Q(source__isnull=True) | models.Q(source_id=self.source_id))
+        entries = [m for rule in others for m in rule.mappings if isinstance(m, dict)]
+        return [m for m in entries if {"profile", "operation"} <= set(m)]

@@ -101,21 +101,43 @@ class _Checker:
         }
 
 
-def too_deep(data: Any, max_depth: int) -> str | None:
-    """The JSON path of the first value nested deeper than `max_depth` (the top level is
-    depth 1), or None. Iterative: it must not itself hit a recursion limit."""
-    stack: list[tuple[Any, str, int]] = [(data, "$", 1)]
+# Object keys: search engines index a key with its path, and refuse U+0000 in it (their
+# separator) or a path longer than their term limit (32 KiB): refused here, so what /track
+# accepts every store can keep.
+MAX_KEY_LENGTH = 256
+MAX_KEY_PATH_LENGTH = 8000  # characters; at most 4 bytes each, under the 32 KiB limit
+
+
+def check_structure(data: Any, *, max_depth: int) -> dict[str, str] | None:
+    """The first structural problem of a parsed payload, as {path, message}, or None:
+    nesting deeper than `max_depth` (the top level is depth 1), a key that is too long or
+    holds U+0000, or keys that add up to too long a path. Iterative: it must not itself
+    hit a recursion limit."""
+    stack: list[tuple[Any, str, int, int]] = [(data, "$", 1, 0)]
     while stack:
-        value, path, depth = stack.pop()
+        value, path, depth, key_path = stack.pop()
         if isinstance(value, dict):
-            items = ((f"{path}.{key}", child) for key, child in value.items())
+            if depth > max_depth:
+                return {"path": path, "message": f"Nested deeper than TRACK_MAX_DEPTH ({max_depth} levels)."}
+            for key, child in value.items():
+                child_path = f"{path}.{key}"
+                if len(key) > MAX_KEY_LENGTH or "\x00" in key:
+                    return {
+                        "path": child_path[: len(path) + 80],
+                        "message": f"A key must have at most {MAX_KEY_LENGTH} characters and no U+0000.",
+                    }
+                if key_path + len(key) > MAX_KEY_PATH_LENGTH:
+                    return {"path": path, "message": f"The keys of this path exceed {MAX_KEY_PATH_LENGTH} characters."}
+                if isinstance(child, dict | list):
+                    stack.append((child, child_path, depth + 1, key_path + len(key) + 1))
         elif isinstance(value, list):
-            items = ((f"{path}[{index}]", child) for index, child in enumerate(value))
-        else:
-            continue
-        if depth > max_depth:
-            return path
-        stack.extend((child, child_path, depth + 1) for child_path, child in items if isinstance(child, dict | list))
+            if depth > max_depth:
+                return {"path": path, "message": f"Nested deeper than TRACK_MAX_DEPTH ({max_depth} levels)."}
+            stack.extend(
+                (child, f"{path}[{index}]", depth + 1, key_path)
+                for index, child in enumerate(value)
+                if isinstance(child, dict | list)
+            )
     return None
 
 

@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 from queueing.broker import BrokerUnavailable, get_broker
 from tracking import selectors, services
 from tracking.models import BotFilter
-from tracking.validation import PayloadInvalid, json_type, too_deep, validate_track_payload
+from tracking.validation import PayloadInvalid, check_structure, json_type, validate_track_payload
 from tracking.visits import parse_user_agent
 
 logger = logging.getLogger(__name__)
@@ -60,16 +60,14 @@ def parse_payload(body: bytes) -> dict[str, Any]:
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        if "recursion" in str(exc):  # deeper than the parser's own limit
+        if "depth limit" in str(exc) or "recursion" in str(exc):  # deeper than the parser's own limit
             raise TrackError(
                 status.HTTP_422_UNPROCESSABLE_ENTITY, "Invalid payload.", [{"path": "$", "message": too_deep_error}]
             ) from None
         raise TrackError(status.HTTP_400_BAD_REQUEST, f"Malformed JSON: {exc}.") from None
-    deep = too_deep(data, max_depth)
-    if deep is not None:
-        raise TrackError(
-            status.HTTP_422_UNPROCESSABLE_ENTITY, "Invalid payload.", [{"path": deep, "message": too_deep_error}]
-        )
+    problem = check_structure(data, max_depth=max_depth)
+    if problem is not None:
+        raise TrackError(status.HTTP_422_UNPROCESSABLE_ENTITY, "Invalid payload.", [problem])
     if not isinstance(data, dict):
         raise TrackError(
             status.HTTP_422_UNPROCESSABLE_ENTITY,

@@ -54,6 +54,9 @@ ALLOWED_FILTERS = {
     "session": {"profile_id", "source_id"},
     "event": {"profile_id", "session_id", "source_id", "type"},
 }
+# A longer string in a free-form object is kept in _source but not indexed: Lucene refuses
+# terms over 32 KiB, and would refuse the whole document.
+IGNORE_ABOVE = 8191
 SORT = {"profile": "metadata.time.update", "session": "metadata.time.update", "event": "metadata.time.insert"}
 
 
@@ -86,14 +89,14 @@ class ProfileDocument(Document):
     id = Keyword()
     metadata = Object(properties={"time": Object(ProfileTime)})
     ids = Keyword()
-    stats = Flattened()
-    traits = Flattened()
-    data = Flattened()
+    stats = Flattened(ignore_above=IGNORE_ABOVE)
+    traits = Flattened(ignore_above=IGNORE_ABOVE)
+    data = Flattened(ignore_above=IGNORE_ABOVE)
     segments = Keyword()
-    interests = Flattened()
-    consents = Flattened()
-    aux = Flattened()
-    misc = Flattened()
+    interests = Flattened(ignore_above=IGNORE_ABOVE)
+    consents = Flattened(ignore_above=IGNORE_ABOVE)
+    aux = Flattened(ignore_above=IGNORE_ABOVE)
+    misc = Flattened(ignore_above=IGNORE_ABOVE)
     tags = Keyword()
     applied_jobs = Keyword(index=False, doc_values=False)
     applied_events = Keyword(index=False, doc_values=False)
@@ -107,8 +110,8 @@ class SessionDocument(Document):
     profile = Object(Ref)
     source = Object(Ref)
     metadata = Object(properties={"time": Object(EntityTime)})
-    context = Flattened()
-    properties = Flattened()
+    context = Flattened(ignore_above=IGNORE_ABOVE)
+    properties = Flattened(ignore_above=IGNORE_ABOVE)
 
     class Meta:
         dynamic = MetaField(False)
@@ -122,10 +125,10 @@ class EventDocument(Document):
     source = Object(Ref)
     # `create` is the client's time, not trusted to be a date: kept in _source only.
     metadata = Object(properties={"time": Object(properties={"insert": Date()}), "valid": Boolean()})
-    properties = Flattened()
-    context = Flattened()
+    properties = Flattened(ignore_above=IGNORE_ABOVE)
+    context = Flattened(ignore_above=IGNORE_ABOVE)
     tags = Keyword()
-    request = Object(properties={"ip": Keyword(), "headers": Flattened()})
+    request = Object(properties={"ip": Keyword(), "headers": Flattened(ignore_above=IGNORE_ABOVE)})
 
     class Meta:
         dynamic = MetaField(False)
@@ -200,6 +203,18 @@ class ElasticsearchStore(Store):
                 except ApiError as exc:
                     if "resource_already_exists_exception" not in str(exc):
                         raise
+        # Indices made by an earlier version get the mapping's additions (new fields,
+        # ignore_above); the rest of a mapping cannot change in place, and does not here.
+        for document, pattern in (
+            (ProfileDocument, index_name("profile")),
+            (SessionDocument, index_name("session")),
+            (EventDocument, f"{index_name('event')}-*"),
+        ):
+            self._retrying(
+                lambda document=document, pattern=pattern: self.es.indices.put_mapping(
+                    index=pattern, allow_no_indices=True, **document._doc_type.mapping.to_dict()
+                )
+            )
         self._ready = True
 
     def _ensure_ready(self) -> None:
@@ -394,7 +409,6 @@ class ElasticsearchStore(Store):
         for source in sources:
             source.pop("applied_jobs", None)
             source.pop("applied_events", None)
-        source.pop("applied_events", None)
         return sources
 
     def search(self, entity: Entity, *, limit: int = 100, **filters: str) -> list[dict[str, Any]]:

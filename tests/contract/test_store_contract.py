@@ -35,6 +35,19 @@ def test_an_event_id_stored_before_keeps_its_first_document(store):
     assert store.count("event") == 1
 
 
+def test_long_strings_and_odd_keys_that_track_accepts_are_stored(store):
+    """What /track lets through (keys up to 256 characters without U+0000, any string up to
+    the body limit) every store keeps: a document the store refused would be lost."""
+    odd = {"": 1, "a..b": 2, ".": 3, "k" * 256: "v" * 40_000, "nul": "\x00", "big": 1.2e29}
+    result = store.save_events([event("long", properties=odd, context={"page": {"title": "t" * 100_000}})])
+    assert result.saved == 1 and not result.errors
+    store.refresh()
+    assert store.get("event", "long")["properties"] == odd
+    profile_change = change("j1", ("set", "traits.bio", "b" * 40_000), ("merge", "data", {"k" * 256: 1}))
+    assert not store.apply_profile_changes([profile_change]).errors
+    assert store.get("profile", "p1")["traits"]["bio"] == "b" * 40_000
+
+
 def test_bulk_saved_events_are_found_and_saving_again_duplicates_nothing(store):
     result = store.save_events([event("e1"), event("e2", type="click"), event("e3", time="2026-10-02T00:00:00+00:00")])
     assert result.saved == 3 and not result.errors
@@ -156,5 +169,5 @@ def test_five_thousand_distinct_property_names_do_not_grow_the_mapping(store):
         mappings = store.es.indices.get_mapping(index=index_name("event"))
         for index in mappings.values():
             properties = index["mappings"]["properties"]
-            assert properties["properties"] == {"type": "flattened"}
+            assert properties["properties"] == {"type": "flattened", "ignore_above": 8191}
             assert len(str(properties)) < 2000

@@ -77,6 +77,33 @@ def check_mappings(mappings: Any) -> None:
             raise ValueError(f"{where}: {exc}") from None
 
 
+# What an operation leaves at its profile path; `equals` may leave anything.
+OPERATION_KINDS = {"increment": "a number", "append": "a list", "add_tag": "a list"}
+
+
+def check_mapping_conflicts(mappings: list[dict[str, str]], others: list[dict[str, str]] | None = None) -> None:
+    """Refuses mappings whose operations cannot all apply to one profile: one path used as
+    a number and as a list, or a path below one that holds a number or a list. (An
+    `equals` may set any value: what it conflicts with is only known when it runs, and is
+    then reported on the event.) `others`: the mappings of the other enabled rules for the
+    same events."""
+    entries = [(m["profile"], m["operation"]) for m in [*mappings, *(others or [])]]
+    for index, (path, operation) in enumerate(entries):
+        kind = OPERATION_KINDS.get(operation)
+        for other_path, other_operation in entries[index + 1 :]:
+            other_kind = OPERATION_KINDS.get(other_operation)
+            if path == other_path and kind and other_kind and kind != other_kind:
+                raise ValueError(
+                    f"{path!r} cannot be {kind} ({operation}) and {other_kind} ({other_operation}) at once"
+                )
+            for outer, outer_op, outer_kind, inner in (
+                (path, operation, kind, other_path),
+                (other_path, other_operation, other_kind, path),
+            ):
+                if outer_kind and inner.startswith(outer + "."):
+                    raise ValueError(f"{inner!r} is inside {outer!r}, which {outer_op} makes {outer_kind}")
+
+
 @dataclass(frozen=True)
 class CompiledValidator:
     name: str
