@@ -87,6 +87,27 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def env_fault_injection(name: str) -> tuple[str, float] | None:
+    """The crash tests' "<point>:<seconds>" (see queueing/faults.py); a typo would otherwise
+    surface only at a worker's first batch, or never, and the test would prove nothing."""
+    from queueing.faults import POINTS  # the one list of points; that module imports no models
+
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    allowed = f"use <point>:<seconds>, the point one of {', '.join(sorted(POINTS))}, the seconds from 0 to 3600"
+    point, colon, seconds = raw.strip().partition(":")
+    if point not in POINTS or not colon:
+        raise _fail(name, raw, allowed)
+    try:
+        pause = float(seconds)
+    except ValueError:
+        raise _fail(name, raw, allowed) from None
+    if not 0 <= pause <= 3600:  # also refuses nan
+        raise _fail(name, raw, allowed)
+    return point, pause
+
+
 def database_from_url(name: str, default: str) -> dict:
     """Parses DATABASE_URL: sqlite:///relative/or//absolute/path or mysql://user:pass@host:port/db."""
     raw = os.environ.get(name) or default
@@ -270,7 +291,7 @@ TRACK_MAX_EVENTS = env_int("TRACK_MAX_EVENTS", 1000, minimum=1, maximum=100_000)
 TRACK_RETRY_AFTER_SECONDS = env_int("TRACK_RETRY_AFTER_SECONDS", 5, minimum=1, maximum=3600)
 SOURCE_CACHE_SECONDS = env_float("SOURCE_CACHE_SECONDS", 2.0, minimum=0.0, maximum=2.0)
 # Testing knob for crash tests: "<point>:<seconds>" pauses a worker there (see queueing/faults.py).
-FAULT_INJECT = env_str("FAULT_INJECT", "")
+FAULT_INJECT = env_fault_injection("FAULT_INJECT")
 
 LOG_LEVEL = env_choice(
     "LOG_LEVEL",
