@@ -11,17 +11,33 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import stat
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
 
 
 def _fail(name: str, value: str, allowed: str) -> ImproperlyConfigured:
     return ImproperlyConfigured(f"Bad value for environment variable {name}={value!r}: {allowed}.")
+
+
+def private_dir(name: str, path: Path) -> Path:
+    """Creates `path` readable by this user only (0700), or narrows it if it exists: it holds
+    the secret key and, by default, the database with its API tokens."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        status = path.stat()
+        if status.st_mode & 0o077:
+            # Narrow only a directory of our own: never a shared one such as /tmp.
+            if status.st_mode & stat.S_ISVTX or status.st_uid != os.getuid():
+                raise _fail(name, str(path), "a directory of this user's own is required, not a shared one")
+            path.chmod(0o700)
+    except OSError as exc:
+        raise _fail(name, str(path), f"a directory this user can create and own is required ({exc})") from None
+    return path
 
 
 def env_str(name: str, default: str) -> str:
@@ -160,6 +176,9 @@ def database_from_url(name: str, default: str) -> dict:
     raise _fail(name, raw, "use sqlite:///path/to/file.sqlite3 or mysql://user:password@host:port/database")
 
 
+VAR_DIR = private_dir("VAR_DIR", Path(os.environ.get("VAR_DIR") or BASE_DIR / "var"))
+
+
 def _secret_key() -> str:
     key = os.environ.get("SECRET_KEY")
     if key:
@@ -167,9 +186,17 @@ def _secret_key() -> str:
     # Zero setup on a laptop: generate one key and keep it, so sessions survive restarts.
     key_file = VAR_DIR / "secret_key"
     if not key_file.exists():
-        VAR_DIR.mkdir(parents=True, exist_ok=True)
-        key_file.write_text(secrets.token_urlsafe(50))
-        key_file.chmod(0o600)
+        # Written 0600 from the start, then linked into place: processes starting together
+        # all end up with the one key that got there first, and never read a half-written one.
+        draft = VAR_DIR / f"secret_key.{os.getpid()}"
+        with os.fdopen(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            f.write(secrets.token_urlsafe(50))
+        try:
+            os.link(draft, key_file)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
     return key_file.read_text().strip()
 
 
