@@ -41,6 +41,15 @@ def start(**env: str) -> subprocess.CompletedProcess:
         ({"DEBUG": "maybe"}, "DEBUG='maybe': allowed values are 1/true/yes/on or 0/false/no/off."),
         ({"DATABASE_URL": "postgres://x/y"}, "DATABASE_URL='postgres://x/y': use sqlite:///"),
         ({"TENANT": "Bad Tenant"}, "TENANT='Bad Tenant': use 1-63 lower-case letters"),
+        ({"WORKER_HANG_SECONDS": "5"}, "WORKER_HANG_SECONDS='5': a number from 6.0 to 3600.0 is required."),
+        (
+            {"WORKER_HANG_SECONDS": "20", "QUEUE_LEASE_SECONDS": "30"},
+            "WORKER_HANG_SECONDS='20': more than QUEUE_LEASE_SECONDS (30), the longest a batch may take, is required.",
+        ),
+        (
+            {"QUEUE_LEASE_SECONDS": "90"},
+            "WORKER_HANG_SECONDS='60 (the default)': more than QUEUE_LEASE_SECONDS (90)",
+        ),
         (
             {"FAULT_INJECT": "bogus:1"},
             "FAULT_INJECT='bogus:1': use <point>:<seconds>, the point one of after_profiles_saved, before_ack, "

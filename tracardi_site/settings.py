@@ -313,6 +313,20 @@ QUEUE_NACK_DELAY_SECONDS = env_float("QUEUE_NACK_DELAY_SECONDS", 1.0, minimum=0.
 # Longer than a batch can take, database lock waits included: a consumer that is merely
 # slow must not lose its partitions to another one in the middle of a batch.
 QUEUE_LEASE_SECONDS = env_float("QUEUE_LEASE_SECONDS", 30.0, minimum=1.0, maximum=600.0)
+# A worker writes its heartbeat this often, between batches and while it waits (for a batch
+# to fill, for a backend to come back); only a batch in progress keeps it silent longer.
+WORKER_HEARTBEAT_SECONDS = 2.0
+# A worker silent this long is stopped or stuck: the supervisor kills and replaces it. More
+# than the longest batch (QUEUE_LEASE_SECONDS bounds it), so a slow batch is not mistaken.
+WORKER_HANG_SECONDS = env_float("WORKER_HANG_SECONDS", 60.0, minimum=3 * WORKER_HEARTBEAT_SECONDS, maximum=3600.0)
+if WORKER_HANG_SECONDS <= QUEUE_LEASE_SECONDS:
+    raise _fail(
+        "WORKER_HANG_SECONDS",
+        os.environ.get("WORKER_HANG_SECONDS") or f"{WORKER_HANG_SECONDS:g} (the default)",
+        f"more than QUEUE_LEASE_SECONDS ({QUEUE_LEASE_SECONDS:g}), the longest a batch may take, is required",
+    )
+# A new worker's time to its first heartbeat: start-up and connecting to the broker.
+WORKER_START_GRACE_SECONDS = env_float("WORKER_START_GRACE_SECONDS", 60.0, minimum=1.0, maximum=3600.0)
 TRACK_MAX_BODY_BYTES = env_int("TRACK_MAX_BODY_BYTES", 1024 * 1024, minimum=1024, maximum=1024**3)
 TRACK_MAX_EVENTS = env_int("TRACK_MAX_EVENTS", 1000, minimum=1, maximum=100_000)
 TRACK_RETRY_AFTER_SECONDS = env_int("TRACK_RETRY_AFTER_SECONDS", 5, minimum=1, maximum=3600)
