@@ -226,6 +226,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "tracking.middleware.ProcessTimeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "tracardi_site.middleware.ContentSecurityPolicyMiddleware",
     # Serves the admin's static files from gunicorn, so the laptop run needs no web server.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -235,6 +236,29 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+# HTML pages only (tracardi_site/middleware.py). The admin and the console have no inline
+# script or style: their own go in static files.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; object-src 'none'"
+)
+
+# HTTPS: served over TLS, directly or behind a proxy that terminates it. Browsers then get
+# HSTS (only on HTTPS responses: SecurityMiddleware sends it on secure requests only) and
+# the cookies are marked Secure.
+HTTPS = env_bool("HTTPS", False)
+# Behind a proxy the request reaching gunicorn is plain HTTP; the proxy says what the client
+# used in this header (e.g. X-Forwarded-Proto: https). Trust it only if the proxy always sets
+# it: a client could send it too.
+_proxy_header = env_str("SECURE_PROXY_SSL_HEADER", "").strip()
+if _proxy_header and not re.fullmatch(r"[A-Za-z0-9-]+", _proxy_header):
+    raise _fail("SECURE_PROXY_SSL_HEADER", _proxy_header, "a header name such as X-Forwarded-Proto is required")
+SECURE_PROXY_SSL_HEADER = ("HTTP_" + _proxy_header.upper().replace("-", "_"), "https") if _proxy_header else None
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if HTTPS else 0, minimum=0, maximum=2 * 31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
 
 ROOT_URLCONF = "tracardi_site.urls"
 WSGI_APPLICATION = "tracardi_site.wsgi.application"
