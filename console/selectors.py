@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
-from django.utils import timezone
-
 from queueing.broker import Broker
-from queueing.models import WorkerHeartbeat
+from queueing.health import WorkerState, listed_workers
 from queueing.services import topic_backlog
 from queueing.topics import ALL_TOPICS, NAMESPACE
 
-WORKER_SILENT_AFTER = timedelta(seconds=15)
-
 
 def queue_status(*, broker: Broker) -> dict[str, Any]:
-    now = timezone.now()
-    workers = WorkerHeartbeat.objects.filter(stopped=False, last_seen__gte=now - timedelta(hours=1))
     return {
         "topics": [
             {"namespace": NAMESPACE, "topic": name, **topic_backlog(broker=broker, topic=topic)}
@@ -31,8 +24,9 @@ def queue_status(*, broker: Broker) -> dict[str, Any]:
                 "started": w.started_at.isoformat(),
                 "last_seen": w.last_seen.isoformat(),
                 "processed": w.processed,
-                "alive": now - w.last_seen < WORKER_SILENT_AFTER,
+                "state": health.state.value,  # running, silent or hung (see queueing/health.py)
+                "alive": health.state is WorkerState.RUNNING,
             }
-            for w in workers.order_by("worker_type", "started_at")
+            for w, health in listed_workers()
         ],
     }

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import ParamSpec, TypeVar
 
+from django.conf import settings
 from django.db import DatabaseError, close_old_connections, transaction
 from django.utils import timezone
 
@@ -80,6 +81,7 @@ class Worker:
         self.config = get_worker_settings(self.worker_type)
         self._heartbeat: WorkerHeartbeat | None = None
         self._next_refresh = 0.0
+        self._next_beat = 0.0
 
     def handle(self, messages: Sequence[ReceivedMessage]) -> dict[int | str, str]:
         """Processes a batch; returns {message id: error} for the messages that failed."""
@@ -96,6 +98,7 @@ class Worker:
             return []
         first_arrived = time.monotonic()
         while len(batch) < config.min_batch_size and not self.stopping:
+            self.keep_alive()  # max_time_in_buffer may be far longer than the hang limit
             remaining = config.max_time_in_buffer - (time.monotonic() - first_arrived)
             if remaining <= 0:
                 break
@@ -160,22 +163,35 @@ class Worker:
         """Sleeps unless asked to stop; False if it was."""
         deadline = time.monotonic() + seconds
         while not self.stopping and time.monotonic() < deadline:
+            self.keep_alive()  # waiting for a backend is not hanging: the supervisor must see it
             time.sleep(min(0.1, deadline - time.monotonic()))
         return not self.stopping
 
     # --- the loop ---------------------------------------------------------------------
 
     def refresh(self) -> None:
-        """Re-reads the settings (logging level, bulker) and writes the heartbeat."""
+        """Between batches: re-reads the settings (logging level, bulker) and writes the
+        heartbeat, each when due."""
         now = time.monotonic()
-        if now < self._next_refresh:
+        if now >= self._next_refresh:
+            self._next_refresh = now + SETTINGS_REFRESH_SECONDS
+            self.config = get_worker_settings(self.worker_type)
+            logging.getLogger().setLevel(self.config.logging_level)
+        if now >= self._next_beat:
+            self.beat()
+
+    def keep_alive(self) -> None:
+        """Writes the heartbeat if one is due, while waiting. A failed write is only logged: it
+        must not cut short the wait for a backend that may be the database itself."""
+        if time.monotonic() < self._next_beat:
             return
-        self._next_refresh = now + SETTINGS_REFRESH_SECONDS
-        self.config = get_worker_settings(self.worker_type)
-        logging.getLogger().setLevel(self.config.logging_level)
-        self.beat()
+        try:
+            self.beat()
+        except DatabaseError as exc:
+            log.warning("Could not write the heartbeat: %s", exc)
 
     def beat(self, *, stopped: bool = False) -> None:
+        self._next_beat = time.monotonic() + settings.WORKER_HEARTBEAT_SECONDS
         now = timezone.now()
         if self._heartbeat is None:
             self._heartbeat = WorkerHeartbeat.objects.create(

@@ -11,17 +11,33 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import stat
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
 
 
 def _fail(name: str, value: str, allowed: str) -> ImproperlyConfigured:
     return ImproperlyConfigured(f"Bad value for environment variable {name}={value!r}: {allowed}.")
+
+
+def private_dir(name: str, path: Path) -> Path:
+    """Creates `path` readable by this user only (0700), or narrows it if it exists: it holds
+    the secret key and, by default, the database with its API tokens."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        status = path.stat()
+        if status.st_mode & 0o077:
+            # Narrow only a directory of our own: never a shared one such as /tmp.
+            if status.st_mode & stat.S_ISVTX or status.st_uid != os.getuid():
+                raise _fail(name, str(path), "a directory of this user's own is required, not a shared one")
+            path.chmod(0o700)
+    except OSError as exc:
+        raise _fail(name, str(path), f"a directory this user can create and own is required ({exc})") from None
+    return path
 
 
 def env_str(name: str, default: str) -> str:
@@ -87,6 +103,27 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def env_fault_injection(name: str) -> tuple[str, float] | None:
+    """The crash tests' "<point>:<seconds>" (see queueing/faults.py); a typo would otherwise
+    surface only at a worker's first batch, or never, and the test would prove nothing."""
+    from queueing.faults import POINTS  # the one list of points; that module imports no models
+
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    allowed = f"use <point>:<seconds>, the point one of {', '.join(sorted(POINTS))}, the seconds from 0 to 3600"
+    point, colon, seconds = raw.strip().partition(":")
+    if point not in POINTS or not colon:
+        raise _fail(name, raw, allowed)
+    try:
+        pause = float(seconds)
+    except ValueError:
+        raise _fail(name, raw, allowed) from None
+    if not 0 <= pause <= 3600:  # also refuses nan
+        raise _fail(name, raw, allowed)
+    return point, pause
+
+
 def database_from_url(name: str, default: str) -> dict:
     """Parses DATABASE_URL: sqlite:///relative/or//absolute/path or mysql://user:pass@host:port/db."""
     raw = os.environ.get(name) or default
@@ -139,6 +176,9 @@ def database_from_url(name: str, default: str) -> dict:
     raise _fail(name, raw, "use sqlite:///path/to/file.sqlite3 or mysql://user:password@host:port/database")
 
 
+VAR_DIR = private_dir("VAR_DIR", Path(os.environ.get("VAR_DIR") or BASE_DIR / "var"))
+
+
 def _secret_key() -> str:
     key = os.environ.get("SECRET_KEY")
     if key:
@@ -146,9 +186,17 @@ def _secret_key() -> str:
     # Zero setup on a laptop: generate one key and keep it, so sessions survive restarts.
     key_file = VAR_DIR / "secret_key"
     if not key_file.exists():
-        VAR_DIR.mkdir(parents=True, exist_ok=True)
-        key_file.write_text(secrets.token_urlsafe(50))
-        key_file.chmod(0o600)
+        # Written 0600 from the start, then linked into place: processes starting together
+        # all end up with the one key that got there first, and never read a half-written one.
+        draft = VAR_DIR / f"secret_key.{os.getpid()}"
+        with os.fdopen(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            f.write(secrets.token_urlsafe(50))
+        try:
+            os.link(draft, key_file)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
     return key_file.read_text().strip()
 
 
@@ -179,6 +227,7 @@ MIDDLEWARE = [
     "tracking.middleware.ProcessTimeMiddleware",
     "tracking.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "tracardi_site.middleware.ContentSecurityPolicyMiddleware",
     # Serves the admin's static files from gunicorn, so the laptop run needs no web server.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -188,6 +237,29 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+# HTML pages only (tracardi_site/middleware.py). The admin and the console have no inline
+# script or style: their own go in static files.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; object-src 'none'"
+)
+
+# HTTPS: served over TLS, directly or behind a proxy that terminates it. Browsers then get
+# HSTS (only on HTTPS responses: SecurityMiddleware sends it on secure requests only) and
+# the cookies are marked Secure.
+HTTPS = env_bool("HTTPS", False)
+# Behind a proxy the request reaching gunicorn is plain HTTP; the proxy says what the client
+# used in this header (e.g. X-Forwarded-Proto: https). Trust it only if the proxy always sets
+# it: a client could send it too.
+_proxy_header = env_str("SECURE_PROXY_SSL_HEADER", "").strip()
+if _proxy_header and not re.fullmatch(r"[A-Za-z0-9-]+", _proxy_header):
+    raise _fail("SECURE_PROXY_SSL_HEADER", _proxy_header, "a header name such as X-Forwarded-Proto is required")
+SECURE_PROXY_SSL_HEADER = ("HTTP_" + _proxy_header.upper().replace("-", "_"), "https") if _proxy_header else None
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if HTTPS else 0, minimum=0, maximum=2 * 31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
 
 ROOT_URLCONF = "tracardi_site.urls"
 WSGI_APPLICATION = "tracardi_site.wsgi.application"
@@ -266,6 +338,20 @@ QUEUE_NACK_DELAY_SECONDS = env_float("QUEUE_NACK_DELAY_SECONDS", 1.0, minimum=0.
 # Longer than a batch can take, database lock waits included: a consumer that is merely
 # slow must not lose its partitions to another one in the middle of a batch.
 QUEUE_LEASE_SECONDS = env_float("QUEUE_LEASE_SECONDS", 30.0, minimum=1.0, maximum=600.0)
+# A worker writes its heartbeat this often, between batches and while it waits (for a batch
+# to fill, for a backend to come back); only a batch in progress keeps it silent longer.
+WORKER_HEARTBEAT_SECONDS = 2.0
+# A worker silent this long is stopped or stuck: the supervisor kills and replaces it. More
+# than the longest batch (QUEUE_LEASE_SECONDS bounds it), so a slow batch is not mistaken.
+WORKER_HANG_SECONDS = env_float("WORKER_HANG_SECONDS", 60.0, minimum=3 * WORKER_HEARTBEAT_SECONDS, maximum=3600.0)
+if WORKER_HANG_SECONDS <= QUEUE_LEASE_SECONDS:
+    raise _fail(
+        "WORKER_HANG_SECONDS",
+        os.environ.get("WORKER_HANG_SECONDS") or f"{WORKER_HANG_SECONDS:g} (the default)",
+        f"more than QUEUE_LEASE_SECONDS ({QUEUE_LEASE_SECONDS:g}), the longest a batch may take, is required",
+    )
+# A new worker's time to its first heartbeat: start-up and connecting to the broker.
+WORKER_START_GRACE_SECONDS = env_float("WORKER_START_GRACE_SECONDS", 60.0, minimum=1.0, maximum=3600.0)
 TRACK_MAX_BODY_BYTES = env_int("TRACK_MAX_BODY_BYTES", 1024 * 1024, minimum=1024, maximum=1024**3)
 TRACK_MAX_EVENTS = env_int("TRACK_MAX_EVENTS", 1000, minimum=1, maximum=100_000)
 TRACK_RETRY_AFTER_SECONDS = env_int("TRACK_RETRY_AFTER_SECONDS", 5, minimum=1, maximum=3600)
@@ -287,7 +373,7 @@ TRACK_DROP_HEADERS = tuple(
 )  # fmt: skip
 SOURCE_CACHE_SECONDS = env_float("SOURCE_CACHE_SECONDS", 2.0, minimum=0.0, maximum=2.0)
 # Testing knob for crash tests: "<point>:<seconds>" pauses a worker there (see queueing/faults.py).
-FAULT_INJECT = env_str("FAULT_INJECT", "")
+FAULT_INJECT = env_fault_injection("FAULT_INJECT")
 
 LOG_LEVEL = env_choice(
     "LOG_LEVEL",

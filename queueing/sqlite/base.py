@@ -9,6 +9,11 @@ transaction first takes an exclusive flock on `<database>.writelock`, retried af
 is free without spinning. The wait is bounded
 by the database timeout (DATABASE_TIMEOUT_SECONDS), after which it fails like SQLite's
 own "database is locked", and the API answers 503.
+
+The database holds API tokens and every profile: its files are private to the user
+(0600). SQLite gives the -wal and -shm files it creates the database file's mode, so
+creating that file 0600 before SQLite does is enough for a new database; files from
+before are narrowed when a connection opens.
 """
 
 from __future__ import annotations
@@ -16,18 +21,54 @@ from __future__ import annotations
 import fcntl
 import os
 import random
+import stat
 import time
+from pathlib import Path
 
 from django.db import OperationalError
 from django.db.backends.sqlite3 import base
 
 FIRST_RETRY_SECONDS = 0.0001
 MAX_RETRY_SECONDS = 0.005
+PRIVATE_FILE_MODE = 0o600
+# The files beside the database: SQLite's write-ahead log and shared memory, and ours.
+COMPANION_SUFFIXES = ("-wal", "-shm", ".writelock")
+
+
+def make_private(path: Path) -> None:
+    """Takes the group's and others' bits off a file of ours; leaves alone one another user
+    owns (shared on purpose by its owner, and chmod would fail anyway)."""
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        return
+    if status.st_uid == os.getuid() and stat.S_IMODE(status.st_mode) & 0o077:
+        path.chmod(stat.S_IMODE(status.st_mode) & 0o700)
+
+
+def create_private(path: Path) -> None:
+    """Creates an empty database file 0600 (an empty file is an empty SQLite database), or
+    narrows an existing one, before SQLite opens it and copies its mode to -wal and -shm."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE))
+    make_private(path)
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
     _lock_fd: int | None = None
     _lock_held = False
+
+    def get_new_connection(self, conn_params: dict):
+        name = conn_params["database"]
+        if self.creation.is_in_memory_db(name) or str(name).startswith("file:"):  # no file, or a URI's own
+            return super().get_new_connection(conn_params)
+        path = Path(name)
+        create_private(path)
+        connection = super().get_new_connection(conn_params)
+        # -wal and -shm exist now (the init command turned WAL on); ones left by an older
+        # version of this engine still have the old, wider mode.
+        for suffix in COMPANION_SUFFIXES:
+            make_private(path.with_name(path.name + suffix))
+        return connection
 
     def _write_lock_fd(self) -> int:
         if self._lock_fd is None:

@@ -1,13 +1,22 @@
-"""The SQLite engine queues write transactions on a file lock, bounded by the timeout."""
+"""The SQLite engine queues write transactions on a file lock, bounded by the timeout, and
+keeps the database files private."""
 
 from __future__ import annotations
 
+import os
+import sqlite3
+import stat
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import OperationalError, connection, transaction
 
 from queueing.sqlite.base import DatabaseWrapper
+from tracardi_site.settings import private_dir
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -34,3 +43,78 @@ def test_a_writer_waits_for_the_lock_and_gives_up_after_the_timeout():
         other.set_autocommit(True)
     finally:
         other.close()
+
+
+def private_connection(path: Path) -> DatabaseWrapper:
+    return DatabaseWrapper({**connection.settings_dict, "NAME": str(path)}, alias="private")
+
+
+def modes(directory: Path) -> dict[str, int]:
+    return {p.name: stat.S_IMODE(p.stat().st_mode) for p in directory.iterdir()}
+
+
+@pytest.fixture
+def open_umask() -> Iterator[None]:
+    """The usual umask, under which files were created 0644 and directories 0755."""
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+def write_through(db: DatabaseWrapper) -> None:
+    with db.cursor() as cursor:
+        cursor.execute("CREATE TABLE IF NOT EXISTS t (x)")
+        cursor.execute("INSERT INTO t VALUES (1)")
+
+
+def test_var_dir_and_a_new_database_with_its_wal_and_shm_are_private(tmp_path, open_umask):
+    var = private_dir("VAR_DIR", tmp_path / "var")
+    db = private_connection(var / "tracardi.sqlite3")
+    try:
+        write_through(db)
+        assert modes(var) == {
+            "tracardi.sqlite3": 0o600,
+            "tracardi.sqlite3-wal": 0o600,
+            "tracardi.sqlite3-shm": 0o600,
+        }
+    finally:
+        db.close()
+    assert stat.S_IMODE(var.stat().st_mode) == 0o700
+
+
+def test_files_and_dir_left_world_readable_by_an_older_version_are_narrowed(tmp_path, open_umask):
+    var = tmp_path / "var"
+    var.mkdir(mode=0o755)
+    old = private_connection(var / "tracardi.sqlite3")
+    with sqlite3.connect(var / "tracardi.sqlite3") as raw:  # as Django's own engine left them
+        raw.execute("PRAGMA journal_mode=WAL")
+        raw.execute("CREATE TABLE t (x)")
+        holder = sqlite3.connect(var / "tracardi.sqlite3")  # keeps -wal and -shm in place
+        holder.execute("SELECT * FROM t").fetchall()
+    (var / "tracardi.sqlite3.writelock").touch(mode=0o644)
+    try:
+        assert set(modes(var).values()) == {0o644}
+        private_dir("VAR_DIR", var)
+        write_through(old)
+        assert set(modes(var).values()) == {0o600}, modes(var)
+        assert stat.S_IMODE(var.stat().st_mode) == 0o700
+    finally:
+        old.close()
+        holder.close()
+
+
+def test_the_configured_var_dir_and_the_test_database_are_private():
+    assert stat.S_IMODE(settings.VAR_DIR.stat().st_mode) == 0o700
+    database = Path(connection.settings_dict["NAME"])
+    connection.ensure_connection()
+    for path in (database, database.with_name(database.name + "-wal"), database.with_name(database.name + "-shm")):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
+def test_a_shared_directory_is_refused_as_var_dir_not_narrowed(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    with pytest.raises(ImproperlyConfigured, match="a directory of this user's own is required, not a shared one"):
+        private_dir("VAR_DIR", shared)
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777

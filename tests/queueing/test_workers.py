@@ -112,3 +112,31 @@ def test_the_supervisor_keeps_the_replicas_running_and_restarts_crashed_ones(spa
     wait_for(lambda: WorkerHeartbeat.objects.filter(worker_type="collector", stopped=False).exists(), timeout=30)
     assert supervisor.stop() == 0
     assert not WorkerHeartbeat.objects.filter(stopped=False).exclude(pid=victim).exists()
+
+
+def test_the_supervisor_kills_and_replaces_a_worker_whose_heartbeat_went_silent(spawn, worker_settings):
+    worker_settings("background", enabled=True, replicas=1)
+    worker_settings("collector", enabled=False)
+    supervisor = spawn("run_workers", env={"WORKER_HANG_SECONDS": "6"})
+
+    def live_pids() -> set[int]:
+        return set(WorkerHeartbeat.objects.filter(worker_type="background").values_list("pid", flat=True))
+
+    def gone(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:  # killed and reaped by the supervisor
+            return True
+        return False
+
+    (victim,) = wait_for(live_pids, timeout=30, message="the background worker's first heartbeat")
+    os.kill(victim, signal.SIGSTOP)  # alive, but silent: what SIGTERM could not stop
+    try:
+        wait_for(lambda: gone(victim) and live_pids() - {victim}, timeout=30, message="a replacement worker")
+    finally:
+        if not gone(victim):
+            os.kill(victim, signal.SIGCONT)
+    output = supervisor.output()
+    assert f"background worker pid {victim} hung: heartbeat silent for " in output
+    assert "(limit 6s); killed it with SIGKILL, restarting in 1s" in output
+    assert supervisor.stop() == 0
