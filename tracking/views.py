@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 
 from queueing.broker import BrokerUnavailable, get_broker
 from tracking import selectors, services
+from tracking.encoding import BodyDecodingError, decode_body
 from tracking.models import BotFilter
 from tracking.validation import PayloadInvalid, check_structure, json_type, validate_track_payload
 from tracking.visits import parse_user_agent
@@ -28,6 +29,7 @@ COLLECTOR_DISABLED_WARNING = (
     "the payload was processed by the API instead."
 )
 NO_EVENTS_WARNING = "The payload has no events; nothing was stored."
+ACCEPTED_ENCODINGS = "gzip, deflate"
 CORS_ALLOW_HEADERS = "Content-Type, Authorization, X-Requested-With"
 
 
@@ -52,6 +54,17 @@ def read_body(request: Request) -> bytes:
     if len(body) > limit:
         raise too_large
     return body
+
+
+def decoded_body(request: Request) -> bytes:
+    """The body, decompressed per Content-Encoding; TRACK_MAX_BODY_BYTES bounds it both as sent
+    and once decompressed."""
+    try:
+        return decode_body(
+            read_body(request), request.headers.get("Content-Encoding"), limit=settings.TRACK_MAX_BODY_BYTES
+        )
+    except BodyDecodingError as exc:
+        raise TrackError(exc.status, str(exc)) from None
 
 
 def parse_payload(body: bytes) -> dict[str, Any]:
@@ -131,7 +144,7 @@ class TrackView(APIView):
     def post(self, request: Request) -> Response:
         source = None
         try:
-            data = parse_payload(read_body(request))
+            data = parse_payload(decoded_body(request))
             source = verify_source(data)
             check_origin(request, source)
             reject_bots(request, source)
@@ -144,6 +157,8 @@ class TrackView(APIView):
         except TrackError as exc:
             body = {"detail": exc.detail} | ({"errors": exc.errors} if exc.errors else {})
             response = Response(body, status=exc.status_code)
+            if exc.status_code == status.HTTP_415_UNSUPPORTED_MEDIA_TYPE:
+                response["Accept-Encoding"] = ACCEPTED_ENCODINGS
         except (BrokerUnavailable, DatabaseError):
             logger.exception("Could not accept a /track payload")
             response = Response(

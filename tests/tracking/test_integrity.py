@@ -3,6 +3,7 @@ input gets a clear 4xx, and a failing profile operation fails alone."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 
@@ -290,3 +291,23 @@ def test_the_dropped_header_patterns_are_configurable(settings):
     settings.TRACK_DROP_HEADERS = ("x-tenant-*",)
     headers = request_headers({"HTTP_X_TENANT_PIN": "1", "HTTP_X_API_KEY": "kept now"})
     assert headers == {"x-api-key": "kept now"}
+
+
+# --- 9. compressed bodies ----------------------------------------------------------------
+
+
+def test_a_gzip_body_is_decompressed_and_a_bomb_or_an_unknown_encoding_refused(client, source, settings):
+    body = json.dumps(payload(source.id)).encode()
+    ok = client.post(
+        "/track", data=gzip.compress(body), content_type="application/json", headers={"Content-Encoding": "gzip"}
+    )
+    assert ok.status_code == 200 and len(ok.json()["events"]) == 1
+    bomb = gzip.compress(b" " * (settings.TRACK_MAX_BODY_BYTES + 10))
+    too_large = client.post("/track", data=bomb, content_type="application/json", headers={"Content-Encoding": "gzip"})
+    assert too_large.status_code == 413 and "after decompression" in too_large.json()["detail"]
+    brotli = client.post("/track", data=body, content_type="application/json", headers={"Content-Encoding": "br"})
+    assert brotli.status_code == 415 and brotli["Accept-Encoding"] == "gzip, deflate"
+    corrupt = client.post(
+        "/track", data=b"\x1f\x8bnot", content_type="application/json", headers={"Content-Encoding": "gzip"}
+    )
+    assert corrupt.status_code == 400
