@@ -9,3 +9,6 @@ urlpatterns = [
     path("admin/console/", include("console.urls")),
     path("admin/", admin.site.urls),
 ]
+
+# Unknown paths: JSON outside the admin.
+handler404 = "tracking.views.not_found"

@@ -13,7 +13,7 @@ import fnmatch
 import functools
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -21,7 +21,7 @@ from django.db import transaction
 
 from queueing.broker import SCHEMA_VERSION, Broker, OutgoingMessage
 from queueing.topics import COLLECTOR, FUNCTIONS
-from storage.documents import deep_merge
+from storage.documents import Applied, apply_changes, deep_merge, new_profile
 from storage.jobs import ProfileChange, ProfileOperation, SessionChange, StorageJob
 from storage.store import get_store
 from tracking.models import BotFilter, SessionIdentity
@@ -56,8 +56,13 @@ class Identity:
 @dataclass
 class TrackResult:
     identity: Identity
-    event_ids: list[str]
+    events: list[dict[str, Any]]  # the payload's events, with their stored ids
+    jobs: list[StorageJob] = field(default_factory=list)  # what the API published (none in queue mode)
     task_id: str | None = None
+
+    @property
+    def event_ids(self) -> list[str]:
+        return [e["id"] for e in self.events]
 
 
 @functools.lru_cache(maxsize=4096)
@@ -97,21 +102,36 @@ def find_identity(*, source: SourceSnapshot, payload: dict[str, Any]) -> Identit
 
 
 def register_identity(*, source: SourceSnapshot, payload: dict[str, Any]) -> Identity:
-    """Registers a new session with a new profile (DESIGN.md section 4). The unique key makes
-    concurrent first requests of one session agree on one profile."""
+    """Registers a new session (see docs: guarantees). Its profile is, in order: the client's
+    id where the source trusts static ids; the client's id when this system issued it before
+    (a returning visitor: ids are random uuid4s the server gave out, so a client can only
+    name a profile it was given); else a new profile. The unique key makes concurrent first
+    requests of one session agree on one profile."""
     session_id = (payload.get("session") or {}).get("id") or str(uuid.uuid4())
     trusted = _trusted_profile(source, payload)
-    candidate = trusted or str(uuid.uuid4())
+    returning = None if trusted else _issued_profile(payload)
+    candidate = trusted or returning or str(uuid.uuid4())
     record, created = SessionIdentity.objects.get_or_create(
         session_id=session_id, defaults={"profile_id": candidate, "source_id": source.id}
     )
     if not created:  # a concurrent first request of this session registered it first
         return Identity(session_id=session_id, profile_id=trusted or record.profile_id, new_session=False)
-    # A trusted static id may name a profile that other sessions made before.
-    new_profile = (
-        not trusted or not SessionIdentity.objects.filter(profile_id=trusted).exclude(session_id=session_id).exists()
-    )
+    if returning:
+        new_profile = False
+    else:  # a trusted static id may name a profile that other sessions made before
+        new_profile = (
+            not trusted
+            or not SessionIdentity.objects.filter(profile_id=trusted).exclude(session_id=session_id).exists()
+        )
     return Identity(session_id=session_id, profile_id=candidate, new_session=True, new_profile=new_profile)
+
+
+def _issued_profile(payload: dict[str, Any]) -> str | None:
+    """The client's profile id, if a session of this system was given it before."""
+    claimed = (payload.get("profile") or {}).get("id")
+    if claimed and SessionIdentity.objects.filter(profile_id=claimed).exists():
+        return claimed
+    return None
 
 
 def _trusted_profile(source: SourceSnapshot, payload: dict[str, Any]) -> str | None:
@@ -234,11 +254,12 @@ def build_storage_jobs(
     options = payload["options"]
     user_agent = meta.headers.get("user-agent")
     bot = source.bot_filter == BotFilter.MARK and parse_user_agent(user_agent)["bot"]
-    session_context = copy.deepcopy(payload["context"])
+    context = with_latest_page(payload)
+    session_context = copy.deepcopy(context)
     operations: list[ProfileOperation] = []
     if identity.new_session:
         # What the server derives wins over what the client sent under the same keys.
-        deep_merge(session_context, visit_context(payload_context=payload["context"], user_agent=user_agent))
+        deep_merge(session_context, visit_context(payload_context=context, user_agent=user_agent))
         if identity.profile_id:
             visit = system_event_id("visit-started", identity.session_id)
             operations += visit_operations(now=meta.received_at, event_id=visit)
@@ -280,10 +301,28 @@ def build_storage_jobs(
     documents = []
     if options["saveEvents"] and not source.transitional:
         common = {"source": source, "identity": identity, "meta": meta, "bot": bot}
-        documents = [_event_document(o.event, errors=o.errors, notes=o.messages, **common) for o in outcomes]
+        documents = [
+            _event_document(o.event, errors=o.errors, notes=o.messages, **common) for o in outcomes if is_saved(o.event)
+        ]
     if profile is None and session is None and not documents:
         return []
     return [StorageJob(job_id=job_id, profile=profile, session=session, events=documents)]
+
+
+def is_saved(event: dict[str, Any]) -> bool:
+    """An event with `options.save: false` is processed (its profile operations apply) but
+    not stored, as in Tracardi."""
+    return event["options"].get("save") is not False
+
+
+def with_latest_page(payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload's context, with the page of its last event that names one when the
+    payload itself names none: a tracker puts the page in each event's context, and the
+    session shows the page the visitor is on."""
+    if isinstance(payload["context"].get("page"), dict):
+        return payload["context"]
+    pages = [e["context"]["page"] for e in payload["events"] if isinstance(e["context"].get("page"), dict)]
+    return {**payload["context"], "page": pages[-1]} if pages else payload["context"]
 
 
 def _current_session(identity: Identity, context: dict[str, Any], properties: dict[str, Any]) -> dict[str, Any]:
@@ -327,48 +366,92 @@ def track(
     """Processes a payload in the API and publishes its storage jobs, with the rules the
     request was validated against."""
     job_id = str(uuid.uuid4())
-    event_ids: list[str] = []
+    built: dict[str, Any] = {}
 
     def build(identity: Identity) -> list[OutgoingMessage]:
-        events = assign_event_ids(payload["events"], source_id=source.id, session_id=identity.session_id)
-        event_ids[:] = [e["id"] for e in events]
-        jobs = build_storage_jobs(
+        built["events"] = assign_event_ids(payload["events"], source_id=source.id, session_id=identity.session_id)
+        built["jobs"] = build_storage_jobs(
             source=source,
-            payload={**payload, "events": events},
+            payload={**payload, "events": built["events"]},
             meta=meta,
             identity=identity,
             job_id=job_id,
             rules=rules,
             validation=validation,
         )
-        return [OutgoingMessage(topic=FUNCTIONS, key=identity.key, payload=job.to_payload()) for job in jobs]
+        return [OutgoingMessage(topic=FUNCTIONS, key=identity.key, payload=job.to_payload()) for job in built["jobs"]]
 
     identity = publish_with_identity(broker=broker, source=source, payload=payload, build=build)
-    return TrackResult(identity=identity, event_ids=event_ids)
+    return TrackResult(identity=identity, events=built["events"], jobs=built["jobs"])
 
 
 def enqueue(*, broker: Broker, source: SourceSnapshot, payload: dict[str, Any], meta: RequestMeta) -> TrackResult:
     """Queue mode: registers the identity, then leaves the processing to the collector worker."""
     task_id = str(uuid.uuid4())
-    event_ids: list[str] = []
+    built: dict[str, Any] = {}
 
     def build(identity: Identity) -> list[OutgoingMessage]:
         # The stored ids are given here, not by the collector: the answer names them.
-        events = assign_event_ids(payload["events"], source_id=source.id, session_id=identity.session_id)
-        event_ids[:] = [e["id"] for e in events]
+        built["events"] = assign_event_ids(payload["events"], source_id=source.id, session_id=identity.session_id)
         message = {
             "v": SCHEMA_VERSION,
             "kind": "collect",
             "task_id": task_id,
             "source": source.to_dict(),
-            "payload": {**payload, "events": events},
+            "payload": {**payload, "events": built["events"]},
             "meta": asdict(meta),
             "identity": asdict(identity),
         }
         return [OutgoingMessage(topic=COLLECTOR, key=identity.key, payload=message)]
 
     identity = publish_with_identity(broker=broker, source=source, payload=payload, build=build)
-    return TrackResult(identity=identity, event_ids=event_ids, task_id=task_id)
+    return TrackResult(identity=identity, events=built["events"], task_id=task_id)
+
+
+def profile_after(
+    *,
+    source: SourceSnapshot,
+    payload: dict[str, Any],
+    meta: RequestMeta,
+    result: TrackResult,
+    rules: RuleSet,
+) -> dict[str, Any] | None:
+    """The profile as it will be once this payload is stored (`options.profile`): the stored
+    profile with this payload's operations applied in memory, in order. In queue mode the
+    operations are worked out here too, without publishing them."""
+    identity = result.identity
+    if not identity.profile_id:
+        return None
+    jobs = result.jobs
+    if result.task_id is not None:  # queued: the collector builds the jobs later
+        jobs = build_storage_jobs(
+            source=source,
+            payload={**payload, "events": result.events},
+            meta=meta,
+            identity=identity,
+            job_id=result.task_id,
+            rules=rules,
+        )
+    stored = get_store().get("profile", identity.profile_id)
+    document = stored or new_profile(identity.profile_id, now=meta.received_at)
+    changes = [job.profile for job in jobs if job.profile is not None]
+    profile = apply_changes(document, Applied(), changes, now=meta.received_at).document if changes else document
+    profile["metadata"]["time"].setdefault("insert", profile["metadata"]["time"].get("create"))
+    return profile
+
+
+def debugging_summary(*, source: SourceSnapshot, payload: dict[str, Any], result: TrackResult) -> dict[str, Any]:
+    """Tracardi's `debugging` block; "saved" means accepted for storage."""
+    options = payload["options"]
+    stores = not source.transitional
+    events = [e["id"] for e in result.events if is_saved(e)] if options["saveEvents"] and stores else []
+    session = [result.identity.session_id] if options["saveSession"] and stores else []
+    profile = [result.identity.profile_id] if result.identity.profile_id and options["saveProfile"] else []
+    return {
+        "events": {"saved": len(events), "errors": [], "ids": events},
+        "session": {"saved": len(session), "ids": session},
+        "profile": {"saved": len(profile), "ids": profile},
+    }
 
 
 def collect_queued(message: dict[str, Any]) -> list[OutgoingMessage]:

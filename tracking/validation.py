@@ -9,11 +9,15 @@ the processing reads: defaults filled in. An event's id is the client's (or None
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 MAX_ID_LENGTH = 255
 MAX_SOURCE_ID_LENGTH = 100
-OPTION_DEFAULTS = {"queue": False, "saveSession": True, "saveEvents": True, "saveProfile": True}
+OPTION_DEFAULTS = {"queue": False, "saveSession": True, "saveEvents": True, "saveProfile": True, "profile": False}
+TIME_MESSAGE = 'Expected an ISO 8601 time, epoch seconds or milliseconds, or {"create": <time>}.'
+# Epoch values above this are milliseconds (it is 5138 AD in seconds, 1973 in milliseconds).
+EPOCH_MILLISECONDS_FROM = 10**11
 
 JSON_TYPES = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
 
@@ -76,6 +80,30 @@ class _Checker:
             return None
         return {**value, "id": self.string(value.get("id"), f"{path}.id", max_length=MAX_ID_LENGTH, required=False)}
 
+    def time(self, value: Any, path: str) -> str | None:
+        """The client's create time, as ISO 8601 UTC: a time string, epoch seconds or
+        milliseconds, or Tracardi's time object ({"create": ...}; its other keys are the
+        server's to set, and ignored)."""
+        if isinstance(value, dict):
+            value, path = value.get("create"), f"{path}.create"
+        if value is None:
+            return None
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            if isinstance(value, int | float):
+                seconds = value / 1000 if abs(value) >= EPOCH_MILLISECONDS_FROM else value
+                moment = datetime.fromtimestamp(seconds, tz=UTC)
+            elif isinstance(value, str):
+                moment = datetime.fromisoformat(value)
+                moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+            else:
+                raise ValueError
+        except (ValueError, OverflowError, OSError):
+            self.error(path, TIME_MESSAGE)
+            return None
+        return moment.isoformat()
+
     def event(self, value: Any, path: str) -> dict[str, Any]:
         if not isinstance(value, dict):
             self.error(path, f"Expected an object but got {json_type(value)}.")
@@ -97,7 +125,7 @@ class _Checker:
             "context": self.object(value.get("context"), f"{path}.context"),
             "options": self.object(value.get("options"), f"{path}.options"),
             "tags": tags,
-            "time": value.get("time"),
+            "time": self.time(value.get("time"), f"{path}.time"),
         }
 
 

@@ -8,7 +8,9 @@ from typing import Any
 import orjson
 from django.conf import settings
 from django.db import DatabaseError
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
+from django.views import defaults
 from rest_framework import status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -30,6 +32,11 @@ COLLECTOR_DISABLED_WARNING = (
 )
 NO_EVENTS_WARNING = "The payload has no events; nothing was stored."
 ACCEPTED_ENCODINGS = "gzip, deflate"
+NOTHING_SAVED = {
+    "events": {"saved": 0, "errors": [], "ids": []},
+    "session": {"saved": 0, "ids": []},
+    "profile": {"saved": 0, "ids": []},
+}
 CORS_ALLOW_HEADERS = "Content-Type, Authorization, X-Requested-With"
 
 
@@ -170,11 +177,14 @@ class TrackView(APIView):
 
     def accept(self, request: Request, source: selectors.SourceSnapshot, payload: dict[str, Any]) -> Response:
         if not payload["events"]:
+            profile_id = (payload.get("profile") or {}).get("id")
+            session_id = (payload.get("session") or {}).get("id")
             return self.answer(
-                profile=(payload.get("profile") or {}).get("id"),
-                session=(payload.get("session") or {}).get("id"),
+                profile={"id": profile_id} if profile_id else None,
+                session=session_id,
                 events=[],
                 warnings=[NO_EVENTS_WARNING],
+                debugging=NOTHING_SAVED,
             )
         rules = selectors.get_rules()  # one snapshot for the validation and the processing
         validation = services.validate_events(source=source, payload=payload, rules=rules)
@@ -187,46 +197,49 @@ class TrackView(APIView):
             )
         warnings = [f"{e['path']}: {e['message']}" for e in errors]
         meta = request_meta(request)
-        if payload["options"]["queue"]:
-            if selectors.collector_enabled():
-                result = services.enqueue(broker=get_broker(), source=source, payload=payload, meta=meta)
-                return self.answer(
-                    profile=result.identity.profile_id,
-                    session=result.identity.session_id,
-                    events=result.event_ids,
-                    warnings=warnings,
-                    task=result.task_id,
-                    status_code=status.HTTP_201_CREATED,
-                )
+        queued = payload["options"]["queue"] and selectors.collector_enabled()
+        if payload["options"]["queue"] and not queued:
             warnings.append(COLLECTOR_DISABLED_WARNING)
-        result = services.track(
-            broker=get_broker(), source=source, payload=payload, meta=meta, rules=rules, validation=validation
-        )
+        if queued:
+            result = services.enqueue(broker=get_broker(), source=source, payload=payload, meta=meta)
+        else:
+            result = services.track(
+                broker=get_broker(), source=source, payload=payload, meta=meta, rules=rules, validation=validation
+            )
+        identity = result.identity
+        profile = {"id": identity.profile_id} if identity.profile_id else None
+        if profile and payload["options"]["profile"]:
+            profile = services.profile_after(source=source, payload=payload, meta=meta, result=result, rules=rules)
         return self.answer(
-            profile=result.identity.profile_id,
-            session=result.identity.session_id,
+            profile=profile,
+            session=identity.session_id,
             events=result.event_ids,
             warnings=warnings,
+            task=result.task_id,
+            debugging=services.debugging_summary(source=source, payload=payload, result=result),
+            status_code=status.HTTP_201_CREATED if queued else status.HTTP_200_OK,
         )
 
     @staticmethod
     def answer(
         *,
-        profile: str | None,
+        profile: dict[str, Any] | None,
         session: str | None,
         events: list[str],
+        debugging: dict[str, Any],
         warnings: list[str] | None = None,
         task: str | None = None,
         status_code: int = status.HTTP_200_OK,
     ) -> Response:
         body = {
-            "profile": {"id": profile} if profile else None,
+            "profile": profile,
             "session": {"id": session} if session else None,
             "events": events,
             "errors": [],
             "warnings": warnings or [],
             "ux": [],
             "response": {},
+            "debugging": debugging,
         }
         if task:
             body["task"] = task
@@ -242,6 +255,7 @@ class TrackView(APIView):
             response["Access-Control-Allow-Headers"] = request.headers.get(
                 "Access-Control-Request-Headers", CORS_ALLOW_HEADERS
             )
+            response["Access-Control-Allow-Credentials"] = "true"
             response["Access-Control-Max-Age"] = "600"
             response["Vary"] = "Origin"
         return response
@@ -250,6 +264,16 @@ class TrackView(APIView):
     def with_cors(request: Request, response: Response, source: selectors.SourceSnapshot | None) -> Response:
         origin = request.headers.get("Origin")
         if origin and source is not None and source.allows_origin(origin):
+            # The origin itself, never "*": a browser sends credentials (sendBeacon always
+            # does, fetch with credentials: "include") only to an origin named with them allowed.
             response["Access-Control-Allow-Origin"] = origin
+            response["Access-Control-Allow-Credentials"] = "true"
             response["Vary"] = "Origin"
         return response
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """404: JSON for the API (a JSON client must not get an HTML page), Django's page in the admin."""
+    if request.path.startswith("/admin/"):
+        return defaults.page_not_found(request, exception)
+    return JsonResponse({"detail": f"Not found: {request.method} {request.path}"}, status=404)
