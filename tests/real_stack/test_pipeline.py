@@ -13,8 +13,12 @@ import requests
 from django.conf import settings
 from django.db import connection
 
+from queueing.broker import get_broker
+from queueing.services import topic_backlog
+from queueing.topics import COLLECTOR, FUNCTIONS
+from storage.store import get_store
 from tests.conftest import ROOT
-from tests.helpers import payload, wait_for
+from tests.helpers import let_api_caches_expire, payload, wait_for
 from tests.test_end_to_end import reference_payload_flows_through_the_workers
 
 REAL_STACK = (
@@ -53,3 +57,34 @@ def test_track_answers_503_while_pulsar_is_down_and_accepts_again_after(live_api
         interval=1,
         message="/track accepting again once Pulsar is back",
     )
+
+
+def test_event_ids_and_retries_on_the_real_stack(live_api, spawn, make_source, worker_settings):
+    """The event-id rule and the once-per-event profile operations, through the collector and
+    background worker processes on Pulsar and Elasticsearch."""
+    source = make_source()
+    worker_settings("collector", enabled=True)
+    worker_settings("background", enabled=True)
+    let_api_caches_expire()
+    spawn("run_worker", "collector")
+    spawn("run_worker", "background")
+    url = f"{live_api}/track"
+    mine = payload(source.id, session={"id": "dupA"}, events=[{"id": "E1", "type": "purchase"}])
+    theirs = payload(source.id, session={"id": "dupB"}, events=[{"id": "E1", "type": "refund"}])
+    answers = [
+        requests.post(url, json=mine | {"options": {"queue": queue}}, timeout=30).json()
+        for queue in (False, True, False)
+    ]
+    other = requests.post(url, json=theirs, timeout=30).json()
+    store = get_store()
+
+    def drained() -> bool:
+        return all(topic_backlog(broker=get_broker(), topic=t)["total"] == 0 for t in (COLLECTOR, FUNCTIONS))
+
+    wait_for(drained, timeout=60, message="every message processed")
+    store.refresh()
+    assert len({a["events"][0] for a in answers}) == 1
+    assert store.get("event", answers[0]["events"][0])["type"] == "purchase"
+    assert store.get("event", other["events"][0])["type"] == "refund"
+    assert store.count("event", source_id=source.id, type="purchase") == 1
+    assert store.get("profile", answers[0]["profile"]["id"])["stats"]["events"] == 1
