@@ -221,6 +221,7 @@ INSTALLED_APPS = [
     "tracking",
     "queueing",
     "storage",
+    "workflows",
 ]
 
 MIDDLEWARE = [
