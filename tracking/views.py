@@ -45,6 +45,16 @@ class TrackError(Exception):
         self.status_code, self.detail, self.errors = status_code, detail, errors
 
 
+def invalid(errors: list[dict[str, str]], prefix: str = "Invalid payload") -> TrackError:
+    """422 whose detail names the first problem: clients that show only `detail` (Tracardi's
+    SDK does) still tell their user what to fix."""
+    first = errors[0]
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return TrackError(
+        status.HTTP_422_UNPROCESSABLE_ENTITY, f"{prefix}: {first['path']}: {first['message']}{more}", errors
+    )
+
+
 def read_body(request: Request) -> bytes:
     limit = settings.TRACK_MAX_BODY_BYTES
     too_large = TrackError(
@@ -81,19 +91,13 @@ def parse_payload(body: bytes) -> dict[str, Any]:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         if "depth limit" in str(exc) or "recursion" in str(exc):  # deeper than the parser's own limit
-            raise TrackError(
-                status.HTTP_422_UNPROCESSABLE_ENTITY, "Invalid payload.", [{"path": "$", "message": too_deep_error}]
-            ) from None
+            raise invalid([{"path": "$", "message": too_deep_error}]) from None
         raise TrackError(status.HTTP_400_BAD_REQUEST, f"Malformed JSON: {exc}.") from None
     problem = check_structure(data, max_depth=max_depth)
     if problem is not None:
-        raise TrackError(status.HTTP_422_UNPROCESSABLE_ENTITY, "Invalid payload.", [problem])
+        raise invalid([problem])
     if not isinstance(data, dict):
-        raise TrackError(
-            status.HTTP_422_UNPROCESSABLE_ENTITY,
-            "Invalid payload.",
-            [{"path": "$", "message": f"Expected an object but got {json_type(data)}."}],
-        )
+        raise invalid([{"path": "$", "message": f"Expected an object but got {json_type(data)}."}])
     events = data.get("events")
     if isinstance(events, list) and len(events) > settings.TRACK_MAX_EVENTS:
         raise TrackError(
@@ -158,8 +162,7 @@ class TrackView(APIView):
             try:
                 valid = validate_track_payload(data)
             except PayloadInvalid as exc:
-                detail = f"Invalid payload: {len(exc.errors)} error(s)."
-                raise TrackError(status.HTTP_422_UNPROCESSABLE_ENTITY, detail, exc.errors) from None
+                raise invalid(exc.errors) from None
             response = self.accept(request, source, valid)
         except TrackError as exc:
             body = {"detail": exc.detail} | ({"errors": exc.errors} if exc.errors else {})
@@ -190,11 +193,7 @@ class TrackView(APIView):
         validation = services.validate_events(source=source, payload=payload, rules=rules)
         errors = services.with_payload_paths(validation)
         if errors and source.strict_validation:
-            raise TrackError(
-                status.HTTP_422_UNPROCESSABLE_ENTITY,
-                f"Invalid events: {len(errors)} error(s); this event source stores nothing from an invalid payload.",
-                errors,
-            )
+            raise invalid(errors, "Invalid event; this event source stores nothing from an invalid payload")
         warnings = [f"{e['path']}: {e['message']}" for e in errors]
         meta = request_meta(request)
         queued = payload["options"]["queue"] and selectors.collector_enabled()

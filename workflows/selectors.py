@@ -1,0 +1,96 @@
+"""Reads of the workflow tables the workers do on every batch, cached for at most
+SOURCE_CACHE_SECONDS: a trigger switched off or a workflow published takes effect within
+that time, without a query per event."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+
+from tracking.rules.conditions import matches
+from tracking.selectors import TTLCache
+from workflows.models import TriggerRule, Workflow, WorkflowVersion
+
+
+@dataclass(frozen=True)
+class Trigger:
+    id: int
+    workflow_id: int
+    event_type: str
+    source_id: str | None
+    condition: dict[str, Any] | None
+    priority: int
+    once_per: str
+    once_ttl_seconds: int | None
+
+
+@dataclass(frozen=True)
+class Runnable:
+    """What a run needs of a workflow: its published version, if it is enabled."""
+
+    workflow_id: int
+    name: str
+    version_id: int
+    version_number: int
+    graph: dict[str, Any]
+
+
+_triggers: TTLCache[dict[str, list[Trigger]]] = TTLCache(ttl=lambda: settings.SOURCE_CACHE_SECONDS, max_entries=1)
+_runnables: TTLCache[Runnable | None] = TTLCache(ttl=lambda: settings.SOURCE_CACHE_SECONDS, max_entries=10_000)
+
+
+def get_triggers() -> dict[str, list[Trigger]]:
+    """The enabled triggers of enabled, published workflows, by event type, in priority order."""
+
+    def load(_key: str) -> dict[str, list[Trigger]]:
+        rows = TriggerRule.objects.filter(
+            enabled=True, workflow__enabled=True, workflow__published__isnull=False
+        ).order_by("priority", "id")
+        by_type: dict[str, list[Trigger]] = {}
+        for row in rows:
+            by_type.setdefault(row.event_type, []).append(
+                Trigger(
+                    id=row.id,
+                    workflow_id=row.workflow_id,
+                    event_type=row.event_type,
+                    source_id=row.source_id,
+                    condition=row.condition,
+                    priority=row.priority,
+                    once_per=row.once_per,
+                    once_ttl_seconds=row.once_ttl_seconds,
+                )
+            )
+        return by_type
+
+    return _triggers.get("triggers", load)
+
+
+def matching_triggers(event: dict[str, Any], triggers: dict[str, list[Trigger]]) -> list[Trigger]:
+    """The triggers an event matches: its type, its source, the condition on the event."""
+    candidates = triggers.get(event.get("type"), [])
+    source_id = (event.get("source") or {}).get("id")
+    return [
+        t
+        for t in candidates
+        if (t.source_id is None or t.source_id == source_id) and matches(t.condition, {"event": event})
+    ]
+
+
+def get_runnable(workflow_id: int) -> Runnable | None:
+    """The published version of an enabled workflow; None when it is disabled, unpublished or gone."""
+
+    def load(_key: str) -> Runnable | None:
+        workflow = Workflow.objects.filter(id=workflow_id, enabled=True).select_related("published").first()
+        version: WorkflowVersion | None = workflow.published if workflow else None
+        if version is None:
+            return None
+        return Runnable(workflow.id, workflow.name, version.id, version.number, version.graph)
+
+    return _runnables.get(str(workflow_id), load)
+
+
+def clear_caches() -> None:
+    _triggers.clear()
+    _runnables.clear()
