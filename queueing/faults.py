@@ -15,7 +15,7 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 
 # The one list of points: the settings check FAULT_INJECT against it at start-up.
-POINTS = frozenset({"after_profiles_saved", "before_ack"})
+POINTS = frozenset({"after_profiles_saved", "before_ack", "workflow_runs_recorded"})
 
 
 def pause_at(point: str) -> None:

@@ -59,6 +59,7 @@ class QueueConsumer(models.Model):
 class WorkerType(models.TextChoices):
     COLLECTOR = "collector", "collector"
     BACKGROUND = "background", "background"
+    WORKFLOW = "workflow", "workflow"
 
 
 # Bounded so a redelivered batch stays within the window of jobs a profile remembers
@@ -66,7 +67,7 @@ class WorkerType(models.TextChoices):
 MAX_BATCH_SIZE = 1000
 
 # The Helm chart's defaults: the collector is off until enabled.
-DEFAULT_ENABLED = {WorkerType.COLLECTOR: False, WorkerType.BACKGROUND: True}
+DEFAULT_ENABLED = {WorkerType.COLLECTOR: False, WorkerType.BACKGROUND: True, WorkerType.WORKFLOW: True}
 
 
 class LoggingLevel(models.TextChoices):

@@ -245,4 +245,5 @@ class Worker:
 WORKER_CLASSES = {
     "collector": "tracking.workers.collector.CollectorWorker",
     "background": "storage.workers.background.BackgroundWorker",
+    "workflow": "workflows.worker.WorkflowWorker",
 }

@@ -358,6 +358,8 @@ TRACK_MAX_EVENTS = env_int("TRACK_MAX_EVENTS", 1000, minimum=1, maximum=100_000)
 TRACK_RETRY_AFTER_SECONDS = env_int("TRACK_RETRY_AFTER_SECONDS", 5, minimum=1, maximum=3600)
 # Deeper JSON is refused with 422: nothing legitimate nests this far, and deep values
 # are what recursion limits in JSON encoders and copies trip over.
+# Successful workflow runs (and their traces) are kept this long; failed runs until deleted.
+WORKFLOW_RUNS_KEEP_DAYS = env_int("WORKFLOW_RUNS_KEEP_DAYS", 7, minimum=0, maximum=3650)
 TRACK_MAX_DEPTH = env_int("TRACK_MAX_DEPTH", 64, minimum=8, maximum=200)
 # Request headers never stored with an event (shell-style patterns, case-insensitive):
 # anything whose name suggests a credential.

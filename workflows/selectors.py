@@ -94,3 +94,25 @@ def get_runnable(workflow_id: int) -> Runnable | None:
 def clear_caches() -> None:
     _triggers.clear()
     _runnables.clear()
+
+
+@dataclass(frozen=True)
+class RunStats:
+    runs: int
+    failures: int
+    p50_ms: float | None
+    p95_ms: float | None
+
+
+def run_stats(*, workflow_id: int, since: Any) -> RunStats:
+    """Runs, failures and duration percentiles of a workflow's runs since a time."""
+    from workflows.models import RunStatus, WorkflowRun
+
+    rows = WorkflowRun.objects.filter(workflow_id=workflow_id, started_at__gte=since)
+    durations = sorted(rows.values_list("duration_ms", flat=True))
+    failures = rows.filter(status=RunStatus.FAILED).count()
+
+    def percentile(q: float) -> float | None:
+        return durations[min(len(durations) - 1, int(q * len(durations)))] if durations else None
+
+    return RunStats(len(durations), failures, percentile(0.5), percentile(0.95))

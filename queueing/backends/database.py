@@ -29,6 +29,8 @@ class DatabaseBroker(Broker):
         self.partitions = partitions or settings.QUEUE_PARTITIONS
 
     def publish(self, messages: Sequence[OutgoingMessage]) -> None:
+        if not messages:  # no write transaction (on SQLite, no write lock) for nothing
+            return
         rows = [
             QueueMessage(
                 topic=m.topic.name,

@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from django.conf import settings
 
 from queueing import faults
-from queueing.broker import ReceivedMessage
+from queueing.broker import OutgoingMessage, ReceivedMessage
 from queueing.topics import FUNCTIONS
 from queueing.worker import Worker, invoked
 from storage.documents import FailedOperation
@@ -58,8 +59,20 @@ def _note_failed_operations(failed: Sequence[FailedOperation], events: Sequence[
             metadata["failed_operations"] = metadata.get("failed_operations", []) + by_event[event["id"]]
 
 
+# What happens next to stored events: apps register a function here in their
+# AppConfig.ready() (the workflows app: the events its triggers match), so storage does not
+# depend on them. Each returns the messages to publish for the events just stored.
+AFTER_STORE: list[Callable[[list[dict]], list[OutgoingMessage]]] = []
+
+
+@dataclass
+class Stored:
+    failures: dict[int | str, str] = field(default_factory=dict)  # message id -> why it was not stored
+    events: list[dict] = field(default_factory=list)  # the events of the messages stored
+
+
 @invoked
-def store_bulk_jobs(store: Store, messages: Sequence[ReceivedMessage]) -> dict[int | str, str]:
+def store_bulk_jobs(store: Store, messages: Sequence[ReceivedMessage]) -> Stored:
     failures: dict[int | str, str] = {}
     jobs: list[tuple[ReceivedMessage, StorageJob]] = []
     for message in messages:
@@ -68,7 +81,7 @@ def store_bulk_jobs(store: Store, messages: Sequence[ReceivedMessage]) -> dict[i
         except InvalidJob as exc:
             failures[message.id] = str(exc)
     if not jobs:
-        return failures
+        return Stored(failures)
     profiles = _timed_save("Profiles", lambda: store.apply_profile_changes([j.profile for _, j in jobs if j.profile]))
     _note_failed_operations(profiles.failed_operations, [e for _, j in jobs for e in j.events])
     faults.pause_at("after_profiles_saved")
@@ -83,7 +96,7 @@ def store_bulk_jobs(store: Store, messages: Sequence[ReceivedMessage]) -> dict[i
         errors += [f"event {e['id']}: {events.errors[e['id']]}" for e in job.events if e["id"] in events.errors]
         if errors:
             failures[message.id] = "; ".join(errors)
-    return failures
+    return Stored(failures, [e for message, job in jobs if message.id not in failures for e in job.events])
 
 
 class BackgroundWorker(Worker):
@@ -96,4 +109,8 @@ class BackgroundWorker(Worker):
         self.store = store or get_store()
 
     def handle(self, messages: Sequence[ReceivedMessage]) -> dict[int | str, str]:
-        return store_bulk_jobs(self.store, messages)
+        stored = store_bulk_jobs(self.store, messages)
+        # Published before the batch is acknowledged: if this fails, the batch is stored again
+        # (a no-op) and published again; a run happens once per event and trigger anyway.
+        self.broker.publish([m for hook in AFTER_STORE for m in hook(stored.events)])
+        return stored.failures

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from workflows.definitions import DefinitionInvalid, import_workflow
+
+
+class Command(BaseCommand):
+    help = "Imports a workflow from its JSON file (creating or updating it by name), publishes it, sets its triggers."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("file", type=Path)
+
+    def handle(self, *args: object, file: Path, **options: object) -> None:
+        try:
+            data = json.loads(file.read_text())
+        except (OSError, ValueError) as exc:
+            raise CommandError(f"Cannot read {file}: {exc}") from None
+        try:
+            workflow = import_workflow(data, user="workflow_import")
+        except DefinitionInvalid as exc:
+            raise CommandError("The workflow was not imported:\n  " + "\n  ".join(exc.messages)) from None
+        self.stdout.write(
+            f"Imported workflow {workflow.pk} {workflow.name!r}: version {workflow.published.number} published, "
+            f"{workflow.triggers.count()} trigger(s)."
+        )
