@@ -362,7 +362,7 @@ def _layers(graph: Graph) -> list[list[Node]]:
 
 def graph_to_svg(graph: Graph) -> str:
     """A layered picture (top to bottom by depth): a box per node with its id and action,
-    arrows labelled with their port when it is not the default one. Plain SVG: no script,
+    arrows labelled with their port unless it is the only port of its action. Plain SVG: no script,
     no external resources; every text escaped."""
     layers = _layers(graph)
     columns = max((len(layer) for layer in layers), default=1)
@@ -394,7 +394,9 @@ def _edge_svg(graph: Graph, edge: Edge, where: dict[str, tuple[float, float]]) -
         f'<line x1="{x1:g}" y1="{y1:g}" x2="{x2:g}" y2="{y2:g}" stroke="{colour}" stroke-width="1.5" '
         'marker-end="url(#arrow)"/>'
     )
-    if spec is not None and edge.port == spec.default_port:
+    # Only a one-port action's port goes unlabelled: on a branching action (if: true/false)
+    # the default port is a branch like the others.
+    if spec is not None and edge.port == spec.default_port and len(spec.output_ports) == 1:
         return line
     label = escape(_short(edge.port), quote=True)
     return f'{line}<text x="{(x1 + x2) / 2 + 4:g}" y="{(y1 + y2) / 2:g}" fill="{colour}" font-size="11">{label}</text>'
