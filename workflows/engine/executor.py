@@ -212,9 +212,12 @@ def run_graph(graph: Graph, context: RunContext, *, dry_run: bool = False) -> Ru
     taken: set[tuple[str, str]] = set()  # (node id, port) produced so far
     trace: list[NodeTrace] = []
     error: str | None = None
+    incoming_of: dict[str, list[tuple[str, str]]] = {node.id: [] for node in graph.nodes}
+    for edge in graph.edges:
+        incoming_of[edge.target].append((edge.source, edge.port))
     for node in topological_order(graph):
-        incoming = [edge for edge in graph.edges if edge.target == node.id]
-        runs = not incoming or any((edge.source, edge.port) in taken for edge in incoming)
+        incoming = incoming_of[node.id]
+        runs = not incoming or any(edge in taken for edge in incoming)
         if error is not None or not runs:
             trace.append(_skipped(node))
             continue
