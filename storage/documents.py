@@ -51,19 +51,38 @@ def deep_merge(target: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]
     return target
 
 
-def _parent(doc: dict[str, Any], path: str) -> tuple[dict[str, Any], str]:
+def _parts(path: Any) -> list[str]:
+    if not isinstance(path, str):
+        raise ValueError(f"bad profile path {path!r}")
     parts = path.split(".")
     if not path or any(not p for p in parts):
         raise ValueError(f"bad profile path {path!r}")
-    node = doc
+    return parts
+
+
+def _existing_parent(doc: dict[str, Any], path: str, parts: list[str]) -> dict[str, Any] | None:
+    """The object holding the leaf, or None when part of the way is missing. Creates nothing,
+    so an operation that then fails leaves the document as it was."""
+    node: dict[str, Any] | None = doc
     for part in parts[:-1]:
-        child = node.get(part)
+        child = node.get(part) if node is not None else None
         if child is None:
-            child = node[part] = {}
+            return None
         if not isinstance(child, dict):
             raise ValueError(f"profile path {path!r} goes through {part!r}, which is not an object")
         node = child
-    return node, parts[-1]
+    return node
+
+
+def _make_parent(doc: dict[str, Any], parts: list[str]) -> dict[str, Any]:
+    """Called only once an operation is known to succeed: creates the missing objects on the way
+    (a None on the way counts as missing, as it always has)."""
+    node = doc
+    for part in parts[:-1]:
+        if node.get(part) is None:
+            node[part] = {}
+        node = node[part]
+    return node
 
 
 def _get(doc: dict[str, Any], path: str) -> Any:
@@ -73,41 +92,75 @@ def _get(doc: dict[str, Any], path: str) -> Any:
     return node
 
 
-def apply_operation(doc: dict[str, Any], operation: ProfileOperation) -> None:
-    node, leaf = _parent(doc, operation.path)
-    op, value = operation.op, operation.value
+_MISSING = object()
+_DELETE = object()
+
+
+def _as_items(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _new_value(operation: ProfileOperation, current: Any, doc: dict[str, Any]) -> Any:
+    """The leaf's value after the operation (_MISSING: leave it, _DELETE: remove it). Raises
+    ValueError before anything is changed."""
+    op, value, path = operation.op, operation.value, operation.path
     if op == "set":
-        node[leaf] = copy.deepcopy(value)
-    elif op == "set_if_missing":
-        if node.get(leaf) is None:
-            node[leaf] = copy.deepcopy(value)
-    elif op in ("append", "add_tag"):
-        current = node.get(leaf)
+        return copy.deepcopy(value)
+    if op == "set_if_missing":
+        return copy.deepcopy(value) if current is None else _MISSING
+    if op in ("append", "add_tag"):
+        if current is not None and not isinstance(current, list):
+            raise ValueError(f"cannot {op} to {path!r}: it is not a list")
+        result = list(current or [])
+        for item in _as_items(value):
+            if item not in result:
+                result.append(copy.deepcopy(item))
+        return result
+    if op == "remove":  # value: an item or a list of items; a missing list stays missing
+        if current is not None and not isinstance(current, list):
+            raise ValueError(f"cannot remove from {path!r}: it is not a list")
         if current is None:
-            current = node[leaf] = []
-        if not isinstance(current, list):
-            raise ValueError(f"cannot {op} to {operation.path!r}: it is not a list")
-        for item in value if isinstance(value, list) else [value]:
-            if item not in current:
-                current.append(copy.deepcopy(item))
-    elif op == "increment":
-        current = node.get(leaf) or 0
+            return _MISSING
+        unwanted = _as_items(value)
+        return [item for item in current if item not in unwanted]
+    if op == "increment":  # a negative value decrements
+        current = current or 0
         if isinstance(value, bool) or not isinstance(value, int | float) or isinstance(current, bool):
-            raise ValueError(f"cannot increment {operation.path!r} by {value!r}")
+            raise ValueError(f"cannot increment {path!r} by {value!r}")
         if not isinstance(current, int | float):
-            raise ValueError(f"cannot increment {operation.path!r}: it holds {current!r}")
-        node[leaf] = current + value
-    elif op == "copy":  # value: the profile path to copy from
-        node[leaf] = copy.deepcopy(_get(doc, value)) if isinstance(value, str) else None
-    elif op == "merge":
-        current = node.get(leaf)
-        if current is None:
-            current = node[leaf] = {}
-        if not isinstance(current, dict) or not isinstance(value, dict):
-            raise ValueError(f"cannot merge into {operation.path!r}: both sides must be objects")
-        deep_merge(current, value)
-    else:
-        raise ValueError(f"unknown profile operation {op!r}")
+            raise ValueError(f"cannot increment {path!r}: it holds {current!r}")
+        return current + value
+    if op == "copy":  # value: the profile path to copy from
+        return copy.deepcopy(_get(doc, value)) if isinstance(value, str) else None
+    if op == "merge":
+        if current is not None and not isinstance(current, dict):
+            raise ValueError(f"cannot merge into {path!r}: both sides must be objects")
+        if not isinstance(value, dict):
+            raise ValueError(f"cannot merge into {path!r}: both sides must be objects")
+        return deep_merge(copy.deepcopy(current or {}), value)
+    if op == "delete":
+        return _DELETE
+    raise ValueError(f"unknown profile operation {op!r}")
+
+
+def apply_operation(doc: dict[str, Any], operation: ProfileOperation) -> None:
+    """Applies one operation in place. Raises ValueError for an operation that cannot apply,
+    and then the document is unchanged: the new value is computed before anything is written."""
+    parts = _parts(operation.path)
+    parent = _existing_parent(doc, operation.path, parts)
+    leaf = parts[-1]
+    current = parent.get(leaf) if parent is not None else None
+    try:
+        result = _new_value(operation, current, doc)
+    except (TypeError, KeyError, AttributeError) as exc:  # odd values: still the caller's ValueError
+        raise ValueError(f"cannot {operation.op} {operation.path!r}: {exc}") from None
+    if result is _MISSING:
+        return
+    if result is _DELETE:
+        if parent is not None:
+            parent.pop(leaf, None)
+        return
+    _make_parent(doc, parts)[leaf] = result
 
 
 def group_by_profile(changes: Sequence[ProfileChange]) -> dict[str, list[ProfileChange]]:

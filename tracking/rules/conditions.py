@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from tracking.rules.paths import check_reference, resolve
+from tracking.rules.paths import ROOTS, check_reference, resolve
 
 COMPARISONS = {"gt", "gte", "lt", "lte"}
 OPS = {"equals", "not_equals", "exists", "in"} | COMPARISONS
 
 
-def check_condition(condition: Any, where: str = "condition") -> None:
-    """Raises ValueError naming the first thing wrong with a condition."""
+def check_condition(condition: Any, where: str = "condition", *, roots: tuple[str, ...] = ROOTS) -> None:
+    """Raises ValueError naming the first thing wrong with a condition. `roots`: the references
+    allowed (workflows add memory@)."""
     if not isinstance(condition, dict):
         raise ValueError(f"{where}: expected an object")
     forms = [key for key in ("all", "any", "not", "path") if key in condition]
@@ -31,13 +32,13 @@ def check_condition(condition: Any, where: str = "condition") -> None:
         if not isinstance(condition[key], list) or not condition[key]:
             raise ValueError(f"{where}.{key}: expected a non-empty list of conditions")
         for index, child in enumerate(condition[key]):
-            check_condition(child, f"{where}.{key}[{index}]")
+            check_condition(child, f"{where}.{key}[{index}]", roots=roots)
         return
     if "not" in condition:
-        check_condition(condition["not"], f"{where}.not")
+        check_condition(condition["not"], f"{where}.not", roots=roots)
         return
     try:
-        check_reference(condition.get("path"))
+        check_reference(condition.get("path"), roots=roots)
     except ValueError as exc:
         raise ValueError(f"{where}.path: {exc}") from None
     op = condition.get("op")

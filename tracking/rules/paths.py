@@ -3,25 +3,36 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
 ROOTS = ("event", "payload", "session", "profile")
-REFERENCE_RE = re.compile(r"^(event|payload|session|profile)@([A-Za-z0-9_$-]+(\.[A-Za-z0-9_$-]+)*)$")
+# Workflows also read and write `memory@...`, a scratch object of one run. The pre-processing
+# rules keep ROOTS: every function below defaults to them, so what rules accept is unchanged.
+WORKFLOW_ROOTS = (*ROOTS, "memory")
+
+
+@functools.cache
+def reference_re(roots: tuple[str, ...] = ROOTS) -> re.Pattern[str]:
+    return re.compile(rf"^({'|'.join(map(re.escape, roots))})@([A-Za-z0-9_$-]+(\.[A-Za-z0-9_$-]+)*)$")
+
+
+REFERENCE_RE = reference_re(ROOTS)
 PROFILE_ROOTS = ("data", "traits", "ids", "stats", "segments", "interests", "consents", "aux", "misc")
 LIST_ROOTS = ("ids", "segments")  # the roots that are lists themselves
 PROFILE_PATH_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 
 
-def is_reference(value: Any) -> bool:
-    return isinstance(value, str) and REFERENCE_RE.match(value) is not None
+def is_reference(value: Any, *, roots: tuple[str, ...] = ROOTS) -> bool:
+    return isinstance(value, str) and reference_re(roots).match(value) is not None
 
 
-def check_reference(value: Any) -> str:
+def check_reference(value: Any, *, roots: tuple[str, ...] = ROOTS) -> str:
     """Returns the reference, or raises ValueError saying what a reference looks like."""
-    if not is_reference(value):
+    if not is_reference(value, roots=roots):
         raise ValueError(
-            f"{value!r} is not a path: use <root>@<dot.path> with root one of {', '.join(ROOTS)}, "
+            f"{value!r} is not a path: use <root>@<dot.path> with root one of {', '.join(roots)}, "
             "for example event@properties.product.id"
         )
     return value
@@ -61,27 +72,27 @@ def resolve(reference: str, sources: dict[str, Any]) -> Any:
     return get_path(sources.get(root), path)
 
 
-def render(template: Any, sources: dict[str, Any]) -> Any:
+def render(template: Any, sources: dict[str, Any], *, roots: tuple[str, ...] = ROOTS) -> Any:
     """A template with references replaced by their values; everything else is kept as written."""
     if isinstance(template, dict):
-        return {key: render(value, sources) for key, value in template.items()}
+        return {key: render(value, sources, roots=roots) for key, value in template.items()}
     if isinstance(template, list):
-        return [render(value, sources) for value in template]
-    if is_reference(template):
+        return [render(value, sources, roots=roots) for value in template]
+    if is_reference(template, roots=roots):
         return resolve(template, sources)
     return template
 
 
-def check_template(template: Any, where: str = "template") -> None:
+def check_template(template: Any, where: str = "template", *, roots: tuple[str, ...] = ROOTS) -> None:
     """Raises ValueError for a string that looks like a reference (has '@') but is not one."""
     if isinstance(template, dict):
         for key, value in template.items():
-            check_template(value, f"{where}.{key}")
+            check_template(value, f"{where}.{key}", roots=roots)
     elif isinstance(template, list):
         for index, value in enumerate(template):
-            check_template(value, f"{where}[{index}]")
-    elif isinstance(template, str) and "@" in template and template.split("@", 1)[0] in ROOTS:
+            check_template(value, f"{where}[{index}]", roots=roots)
+    elif isinstance(template, str) and "@" in template and template.split("@", 1)[0] in roots:
         try:
-            check_reference(template)
+            check_reference(template, roots=roots)
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from None
