@@ -138,8 +138,9 @@ def run_one(
             changes=changes,
             published=changes is None,
         )
-        if result.status == "ok":
+        if result.status == "ok" and result.deliveries:
             _enqueue_deliveries(result, key=key, runnable=runnable)
+        if result.status == "ok" and result.scheduled:
             _schedule_events(result, key=key, event=event)
     if changes is not None:
         state.jobs.append(_job_message(changes))
