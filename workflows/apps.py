@@ -1,6 +1,17 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+def _ensure_outbox_schedule(using: str = "default", **kwargs: object) -> None:
+    # After every migrate, so the sweep exists (and is repaired) wherever the tables are.
+    from workflows.outbox.scheduling import ensure_sweep_schedule
+
+    ensure_sweep_schedule(using=using)
 
 
 class WorkflowsConfig(AppConfig):
     name = "workflows"
     verbose_name = "Workflows"
+
+    def ready(self) -> None:
+        post_migrate.connect(_ensure_outbox_schedule, sender=self, dispatch_uid="workflows.outbox.schedule")

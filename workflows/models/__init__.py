@@ -1,1 +1,12 @@
 """The workflows app's tables: flows (workflows, versions, triggers, runs) and the outbox."""
+
+from workflows.models.outbox import (
+    Delivery,
+    DeliveryKind,
+    DeliveryStatus,
+    Destination,
+    DestinationTrigger,
+    HttpMethod,
+)
+
+__all__ = ["Delivery", "DeliveryKind", "DeliveryStatus", "Destination", "DestinationTrigger", "HttpMethod"]
