@@ -51,7 +51,8 @@ class Destination(models.Model):
 
     name = models.CharField(max_length=200, unique=True)
     enabled = models.BooleanField(default=True)
-    url = models.URLField(max_length=2000, help_text="http:// or https:// only.")
+    # A CharField: URLField's form would guess a scheme for "example.com"; an exact URL is required.
+    url = models.CharField(max_length=2000, help_text="An http:// or https:// URL.")
     method = models.CharField(max_length=10, choices=HttpMethod.choices, default=HttpMethod.POST)
     headers = models.JSONField(
         default=dict, blank=True, help_text='Sent with every call, e.g. {"Authorization": "Bearer ..."}.'
