@@ -6,6 +6,11 @@ stops extra ones with SIGTERM so they finish their batch. A worker that is alive
 whose heartbeat has been silent past WORKER_HANG_SECONDS (stopped, or stuck in a call)
 is killed with SIGKILL, which reaches a stopped process where SIGTERM would wait, and
 restarted like a crashed one.
+
+With OUTBOX_RUN_CLUSTER on (the default) it also keeps one `manage.py qcluster`, the
+django-q2 cluster that sends the outbox's deliveries, restarted like a crashed worker and
+stopped with the workers. It writes no heartbeats, so it is not judged hung: django-q2's
+own guard replaces its stuck task workers (Q_CLUSTER timeout).
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ HEALTHY_AFTER_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 30.0
 # A killed process is gone at once, unless stuck in the kernel (D state, a dead NFS mount).
 KILL_WAIT_SECONDS = 5.0
+# Supervised like a worker type, but not one: django-q2's cluster (the outbox's sender).
+CLUSTER = "qcluster"
 
 
 @dataclass
@@ -53,6 +60,8 @@ class Supervisor:
         self.policy = policy or HangPolicy.from_settings()
         self.stopping = False
         self.state = {worker_type: TypeState() for worker_type in WORKER_CLASSES}
+        if settings.OUTBOX_RUN_CLUSTER:
+            self.state[CLUSTER] = TypeState()
         self.manage_py = str(Path(settings.BASE_DIR) / "manage.py")
         self.host = socket.gethostname()
         # Since when the heartbeats could be read without a break (None: the last read failed).
@@ -62,7 +71,10 @@ class Supervisor:
 
     def desired(self) -> dict[str, int]:
         rows = {row.worker_type: row for row in WorkerSettings.objects.all()}
-        return {t: (rows[t].replicas if t in rows and rows[t].enabled else 0) for t in WORKER_CLASSES}
+        desired = {t: (rows[t].replicas if t in rows and rows[t].enabled else 0) for t in WORKER_CLASSES}
+        if CLUSTER in self.state:
+            desired[CLUSTER] = 1
+        return desired
 
     def heartbeats(self) -> dict[int, float]:
         """The last heartbeat (epoch seconds) of each running worker that has written one.
@@ -84,7 +96,8 @@ class Supervisor:
 
     def spawn(self, worker_type: str) -> subprocess.Popen:
         spawned_at = time.time()
-        process = subprocess.Popen([sys.executable, self.manage_py, "run_worker", worker_type])
+        command = ["qcluster"] if worker_type == CLUSTER else ["run_worker", worker_type]
+        process = subprocess.Popen([sys.executable, self.manage_py, *command])
         self.state[worker_type].started[process.pid] = time.monotonic()
         self.state[worker_type].spawned_at[process.pid] = spawned_at
         logger.info("Started %s worker, pid %d", worker_type, process.pid)
@@ -106,7 +119,7 @@ class Supervisor:
                     "%s worker pid %d exited with %s after %.1fs; restarting in %.0fs",
                     worker_type, process.pid, process.returncode, lived, delay,
                 )  # fmt: skip
-            if beats is not None:
+            if beats is not None and worker_type != CLUSTER:
                 self.replace_hung(worker_type, state, beats, now)
             want = desired.get(worker_type, 0)
             while len(state.running) > want:

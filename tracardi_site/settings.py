@@ -306,8 +306,6 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 
-# django-q2, on the ORM broker (the same database, no server), for scheduled jobs.
-Q_CLUSTER = {"name": "tracardi", "orm": "default", "workers": 1, "timeout": 60, "retry": 120}
 
 # --- Pipeline -----------------------------------------------------------------------
 
@@ -377,6 +375,70 @@ TRACK_DROP_HEADERS = tuple(
 SOURCE_CACHE_SECONDS = env_float("SOURCE_CACHE_SECONDS", 2.0, minimum=0.0, maximum=2.0)
 # Testing knob for crash tests: "<point>:<seconds>" pauses a worker there (see queueing/faults.py).
 FAULT_INJECT = env_fault_injection("FAULT_INJECT")
+
+# --- Outbox (workflows/outbox): remote HTTP calls and e-mails, run by django-q2 --------
+
+# Per HTTP attempt: the time to connect, and the most the whole call may take.
+OUTBOX_CONNECT_TIMEOUT_SECONDS = env_float("OUTBOX_CONNECT_TIMEOUT_SECONDS", 3.0, minimum=0.1, maximum=60.0)
+OUTBOX_TIMEOUT_SECONDS = env_float("OUTBOX_TIMEOUT_SECONDS", 10.0, minimum=0.2, maximum=300.0)
+if OUTBOX_TIMEOUT_SECONDS < OUTBOX_CONNECT_TIMEOUT_SECONDS:
+    raise _fail(
+        "OUTBOX_TIMEOUT_SECONDS",
+        str(OUTBOX_TIMEOUT_SECONDS),
+        f"at least OUTBOX_CONNECT_TIMEOUT_SECONDS ({OUTBOX_CONNECT_TIMEOUT_SECONDS:g}) is required",
+    )
+# Backoff between attempts: base, doubling per attempt up to max, with jitter; a Retry-After
+# answer is honoured instead. Past the window (from the first try, or from a replay) a
+# delivery that still fails is dead.
+OUTBOX_RETRY_BASE_SECONDS = env_float("OUTBOX_RETRY_BASE_SECONDS", 10.0, minimum=0.01, maximum=3600.0)
+OUTBOX_RETRY_MAX_SECONDS = env_float("OUTBOX_RETRY_MAX_SECONDS", 300.0, minimum=0.01, maximum=86400.0)
+OUTBOX_RETRY_WINDOW_SECONDS = env_float("OUTBOX_RETRY_WINDOW_SECONDS", 6 * 3600.0, minimum=0.0, maximum=30 * 86400.0)
+# A destination is paused after this many dead deliveries in a row (0: never).
+OUTBOX_PAUSE_AFTER_FAILURES = env_int("OUTBOX_PAUSE_AFTER_FAILURES", 5, minimum=0, maximum=100_000)
+# SSRF protection: refuse targets resolving to private, loopback, link-local, multicast or
+# reserved addresses. Off by default so receivers on this machine work; turn it on in
+# production, where workflow authors must not reach the internal network.
+OUTBOX_BLOCK_PRIVATE_ADDRESSES = env_bool("OUTBOX_BLOCK_PRIVATE_ADDRESSES", False)
+# A pending delivery this far past its time has lost its task (a crash): the once-a-minute
+# sweep queues it again. A delivery "sending" for longer than the task timeout was cut off.
+OUTBOX_LOST_AFTER_SECONDS = env_float("OUTBOX_LOST_AFTER_SECONDS", 60.0, minimum=1.0, maximum=86400.0)
+# run_workers also runs the django-q2 cluster that makes the outbox's calls (`manage.py qcluster`).
+OUTBOX_RUN_CLUSTER = env_bool("OUTBOX_RUN_CLUSTER", True)
+
+# E-mail deliveries go through Django's SMTP backend. The defaults suit a local relay
+# (localhost:25, no login); set EMAIL_HOST etc. for a real provider.
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1, maximum=65535)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise _fail("EMAIL_USE_SSL", "true", "EMAIL_USE_TLS (STARTTLS) and EMAIL_USE_SSL exclude each other; set one")
+EMAIL_TIMEOUT = OUTBOX_TIMEOUT_SECONDS
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "tracardi@localhost")
+
+# django-q2 on the ORM broker (the same database, no server) runs the outbox's deliveries.
+_q_timeout = max(60, int(3 * (OUTBOX_CONNECT_TIMEOUT_SECONDS + OUTBOX_TIMEOUT_SECONDS)))
+Q_CLUSTER = {
+    "name": "tracardi",
+    "orm": "default",
+    "workers": env_int("OUTBOX_WORKERS", 2, minimum=1, maximum=64),
+    # A new task is picked up within half a second (the broker polls the table this often).
+    "poll": 0.5,
+    # A task is killed after this long: well over one HTTP call (connect + total timeout) or
+    # one SMTP conversation, so only a stuck call is ever cut off.
+    "timeout": _q_timeout,
+    # A task not acknowledged after this long (its worker died) is handed out again; more
+    # than the timeout, so a slow task is never run twice at the same time.
+    "retry": 2 * _q_timeout,
+    # A task that raises (the database was away) is tried this often; the outbox's own
+    # retries are in the Delivery rows, not here.
+    "max_attempts": 5,
+    # A periodic schedule missed while the cluster was down runs once, not once per missed run.
+    "catch_up": False,
+    "save_limit": 250,
+}
 
 LOG_LEVEL = env_choice(
     "LOG_LEVEL",

@@ -297,3 +297,6 @@ class WorkflowRunAdmin(admin.ModelAdmin):
         )
         head = "<tr><th>node</th><th>action</th><th>status</th><th>port</th><th>ms</th><th>input / error</th></tr>"
         return mark_safe(f"<table id='run-trace'>{head}{rows}</table>")  # every cell is escaped above
+
+
+from workflows import admin_outbox  # noqa: E402, F401 - registers the outbox's pages (deliveries, destinations)

@@ -114,6 +114,7 @@ def run_one(
     started = timezone.now()
     clock = time.perf_counter()
     result = _execute(runnable, event=event, profile=profile, session=session, key=key, now=started.isoformat())
+    result = _with_checked_deliveries(result)
     duration_ms = (time.perf_counter() - clock) * 1000
     changes = _changes(result, key=key, profile_id=profile_id, session=session, event=event, started=started)
     with transaction.atomic():
@@ -171,6 +172,21 @@ def _execute(
         now=now,
     )
     return run_graph(graph, context)
+
+
+def _with_checked_deliveries(result: RunResult) -> RunResult:
+    """A request the outbox would refuse (a bad URL rendered from the event) fails the run,
+    which then changes nothing, rather than the message."""
+    from workflows.outbox import check_request
+
+    for delivery in result.deliveries if result.status == "ok" else []:
+        try:
+            check_request(delivery.kind, delivery.request)
+        except ValueError as exc:
+            return dataclasses.replace(
+                result, status="failed", error=f"node {delivery.node_id}: the {delivery.kind} request is invalid: {exc}"
+            )
+    return result
 
 
 def _failed(error: str) -> RunResult:
@@ -261,7 +277,7 @@ def _enqueue_deliveries(result: RunResult, *, key: str, runnable: selectors.Runn
             kind=request.kind,
             key=delivery_key(key, request.node_id, request.request),
             request=request.request,
-            origin={"run": key, "workflow": runnable.name, "node": request.node_id},
+            origin={"run_id": key, "workflow_name": runnable.name, "node_id": request.node_id},
         )
 
 

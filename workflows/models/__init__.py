@@ -9,5 +9,16 @@ from workflows.models.flows import (
     WorkflowRun,
     WorkflowVersion,
 )
+from workflows.models.outbox import (
+    Delivery,
+    DeliveryKind,
+    DeliveryStatus,
+    Destination,
+    DestinationTrigger,
+    HttpMethod,
+)
 
-__all__ = ["OncePer", "RunStatus", "TriggerOnce", "TriggerRule", "Workflow", "WorkflowRun", "WorkflowVersion"]
+__all__ = [
+    "Delivery", "DeliveryKind", "DeliveryStatus", "Destination", "DestinationTrigger", "HttpMethod",
+    "OncePer", "RunStatus", "TriggerOnce", "TriggerRule", "Workflow", "WorkflowRun", "WorkflowVersion",
+]  # fmt: skip

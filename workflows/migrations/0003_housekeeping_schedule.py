@@ -17,5 +17,5 @@ def remove(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("workflows", "0001_flows"), ("django_q", "0019_alter_task_options_alter_ormq_key_alter_ormq_lock_and_more")]
+    dependencies = [("workflows", "0002_flows"), ("django_q", "0019_alter_task_options_alter_ormq_key_alter_ormq_lock_and_more")]
     operations = [migrations.RunPython(create, remove)]
