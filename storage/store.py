@@ -28,6 +28,9 @@ class SaveResult:
     # Profile operations left out (the rest of their job was applied): logged, and noted
     # on their event.
     failed_operations: list[FailedOperation] = field(default_factory=list)
+    # Profiles: id -> (document before, document after) of those this call changed, for what
+    # acts on profile changes (destinations); `before` is None for a new profile.
+    changed: dict[str, tuple[dict[str, Any] | None, dict[str, Any]]] = field(default_factory=dict)
 
 
 class Store(abc.ABC):

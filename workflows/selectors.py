@@ -37,6 +37,16 @@ class Runnable:
     graph: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class DestinationIndex:
+    """What the enabled destinations listen to, to tell cheaply whether an event or a
+    profile change concerns any of them."""
+
+    event_types: frozenset[str]
+    profile_fields: frozenset[str]
+
+
+_destinations: TTLCache[DestinationIndex] = TTLCache(ttl=lambda: settings.SOURCE_CACHE_SECONDS, max_entries=1)
 _triggers: TTLCache[dict[str, list[Trigger]]] = TTLCache(ttl=lambda: settings.SOURCE_CACHE_SECONDS, max_entries=1)
 _runnables: TTLCache[Runnable | None] = TTLCache(ttl=lambda: settings.SOURCE_CACHE_SECONDS, max_entries=10_000)
 
@@ -91,7 +101,20 @@ def get_runnable(workflow_id: int) -> Runnable | None:
     return _runnables.get(str(workflow_id), load)
 
 
+def get_destination_index() -> DestinationIndex:
+    def load(_key: str) -> DestinationIndex:
+        from workflows.models import Destination, DestinationTrigger
+
+        rows = Destination.objects.filter(enabled=True).values_list("trigger", "event_type", "profile_fields")
+        types = {t for kind, t, _ in rows if kind == DestinationTrigger.EVENT and t}
+        fields = {f for kind, _, fs in rows if kind == DestinationTrigger.PROFILE_FIELDS for f in fs or []}
+        return DestinationIndex(frozenset(types), frozenset(fields))
+
+    return _destinations.get("destinations", load)
+
+
 def clear_caches() -> None:
+    _destinations.clear()
     _triggers.clear()
     _runnables.clear()
 

@@ -24,6 +24,8 @@ from queueing.topics import FUNCTIONS, WORKFLOW
 from storage.documents import deep_merge, new_profile
 from storage.jobs import ProfileChange, SessionChange, StorageJob
 from storage.store import Store
+from storage.workers.background import Stored
+from tracking.rules.paths import get_path
 from workflows import selectors
 from workflows.engine.executor import RunContext, RunResult, delivery_key, run_graph
 from workflows.engine.graph import GraphInvalid, parse_graph
@@ -37,20 +39,36 @@ def run_key(*, event_id: str, trigger_id: int) -> str:
     return str(uuid.uuid5(RUN_NAMESPACE, f"{event_id}:{trigger_id}"))
 
 
-def workflow_messages(events: list[dict[str, Any]]) -> list[OutgoingMessage]:
-    """For the background worker, after it stored `events`: one message per event that
-    matches an enabled trigger, keyed by profile (a profile's runs stay in order)."""
+def workflow_messages(stored: Stored) -> list[OutgoingMessage]:
+    """For the background worker, after it stored a batch: one message per stored event
+    that matches an enabled trigger or concerns a destination, keyed by profile (a
+    profile's runs stay in order). A profile whose watched fields the batch changed goes
+    with the batch's last event of that profile."""
     triggers = selectors.get_triggers()
-    if not triggers:
+    destinations = selectors.get_destination_index()
+    if not triggers and not destinations.event_types and not destinations.profile_fields:
         return []
+    last_event = {(e.get("profile") or {}).get("id"): e["id"] for e in stored.events}
     messages = []
-    for event in events:
-        matched = selectors.matching_triggers(event, triggers)
-        if matched:
-            key = (event.get("profile") or {}).get("id") or (event.get("session") or {}).get("id") or event["id"]
-            payload = {"v": SCHEMA_VERSION, "kind": "workflow", "event": event, "triggers": [t.id for t in matched]}
+    for event in stored.events:
+        profile_id = (event.get("profile") or {}).get("id")
+        matched = [t.id for t in selectors.matching_triggers(event, triggers)]
+        payload: dict[str, Any] = {"v": SCHEMA_VERSION, "kind": "workflow", "event": event, "triggers": matched}
+        if event.get("type") in destinations.event_types:
+            payload["destinations"] = True
+        change = stored.profiles.get(profile_id) if profile_id else None
+        if change and last_event.get(profile_id) == event["id"] and _watched_change(change, destinations):
+            payload["destinations"] = True
+            payload["profile_change"] = {"before": change[0], "after": change[1]}
+        if matched or payload.get("destinations"):
+            key = profile_id or (event.get("session") or {}).get("id") or event["id"]
             messages.append(OutgoingMessage(topic=WORKFLOW, key=key, payload=payload))
     return messages
+
+
+def _watched_change(change: tuple[dict | None, dict], destinations: selectors.DestinationIndex) -> bool:
+    before, after = change
+    return any(get_path(before or {}, f) != get_path(after, f) for f in destinations.profile_fields)
 
 
 @dataclass
@@ -93,6 +111,29 @@ def run_message(payload: dict[str, Any], state: BatchState) -> None:
         if runnable is None:
             continue  # a disabled (or unpublished) workflow never runs
         run_one(event=event, trigger=trigger, runnable=runnable, state=state)
+    if payload.get("destinations"):
+        _deliver_to_destinations(event, payload.get("profile_change"), state)
+
+
+def _deliver_to_destinations(event: dict[str, Any], change: dict[str, Any] | None, state: BatchState) -> None:
+    """What the destinations receive for this event (and the profile change it closes). The
+    keys make a redelivered message enqueue nothing twice."""
+    from workflows.outbox import destination_deliveries, enqueue_delivery
+
+    if change:
+        before, after = change["before"], change["after"]
+    else:  # templates may read the profile: the stored one, unchanged
+        before = after = state.profile((event.get("profile") or {}).get("id"))
+    planned = destination_deliveries(event=event, profile_before=before, profile_after=after)
+    with transaction.atomic():
+        for delivery in planned:
+            enqueue_delivery(
+                kind=delivery.kind,
+                key=delivery.key,
+                request=delivery.request,
+                destination=delivery.destination,
+                origin={"run_id": "", "workflow_name": f"destination {delivery.destination.name}", "node_id": ""},
+            )
 
 
 def run_one(

@@ -59,6 +59,8 @@ class DatabaseStore(Store):
                     now=stamp,
                 )
                 result.failed_operations += outcome.failed
+                if outcome.changed:
+                    result.changed[profile_id] = (record.document if record else None, outcome.document)
                 fields = {
                     "document": outcome.document,
                     "applied_jobs": list(outcome.applied.jobs),

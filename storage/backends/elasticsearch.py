@@ -324,6 +324,7 @@ class ElasticsearchStore(Store):
         by_profile = group_by_profile(changes)
         stamp = timezone.now().isoformat()
         failed: dict[str, list[FailedOperation]] = {}  # the last attempt's, per profile
+        changed: dict[str, tuple[dict[str, Any] | None, dict[str, Any]]] = {}
 
         def update(profile_id: str, current: dict[str, Any] | None) -> dict[str, Any] | None:
             doc = dict(current or new_profile(profile_id, now=stamp))
@@ -332,6 +333,7 @@ class ElasticsearchStore(Store):
             failed[profile_id] = outcome.failed
             if current is not None and not outcome.changed:
                 return None  # nothing new: every job was applied before
+            changed[profile_id] = (doc if current is not None else None, outcome.document)
             return {
                 **outcome.document,
                 "applied_jobs": list(outcome.applied.jobs),
@@ -342,6 +344,7 @@ class ElasticsearchStore(Store):
         result.failed_operations = [
             f for profile_id, ops in failed.items() for f in ops if profile_id not in result.errors
         ]
+        result.changed = {k: v for k, v in changed.items() if k not in result.errors}
         return result
 
     def save_sessions(self, changes: Sequence[SessionChange]) -> SaveResult:

@@ -59,16 +59,18 @@ def _note_failed_operations(failed: Sequence[FailedOperation], events: Sequence[
             metadata["failed_operations"] = metadata.get("failed_operations", []) + by_event[event["id"]]
 
 
-# What happens next to stored events: apps register a function here in their
-# AppConfig.ready() (the workflows app: the events its triggers match), so storage does not
-# depend on them. Each returns the messages to publish for the events just stored.
-AFTER_STORE: list[Callable[[list[dict]], list[OutgoingMessage]]] = []
-
-
 @dataclass
 class Stored:
     failures: dict[int | str, str] = field(default_factory=dict)  # message id -> why it was not stored
     events: list[dict] = field(default_factory=list)  # the events of the messages stored
+    # Profile id -> (before, after) of the batch, for the profiles it changed.
+    profiles: dict[str, tuple[dict | None, dict]] = field(default_factory=dict)
+
+
+# What happens next to what was stored: apps register a function here in their
+# AppConfig.ready() (the workflows app: the events its triggers match), so storage does not
+# depend on them. Each returns the messages to publish.
+AFTER_STORE: list[Callable[[Stored], list[OutgoingMessage]]] = []
 
 
 @invoked
@@ -96,7 +98,8 @@ def store_bulk_jobs(store: Store, messages: Sequence[ReceivedMessage]) -> Stored
         errors += [f"event {e['id']}: {events.errors[e['id']]}" for e in job.events if e["id"] in events.errors]
         if errors:
             failures[message.id] = "; ".join(errors)
-    return Stored(failures, [e for message, job in jobs if message.id not in failures for e in job.events])
+    events = [e for message, job in jobs if message.id not in failures for e in job.events]
+    return Stored(failures, events, profiles.changed)
 
 
 class BackgroundWorker(Worker):
@@ -112,5 +115,5 @@ class BackgroundWorker(Worker):
         stored = store_bulk_jobs(self.store, messages)
         # Published before the batch is acknowledged: if this fails, the batch is stored again
         # (a no-op) and published again; a run happens once per event and trigger anyway.
-        self.broker.publish([m for hook in AFTER_STORE for m in hook(stored.events)])
+        self.broker.publish([m for hook in AFTER_STORE for m in hook(stored)])
         return stored.failures

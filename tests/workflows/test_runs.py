@@ -177,3 +177,43 @@ def test_a_disabled_trigger_or_an_unpublished_workflow_never_runs(client, source
     run_everything()
     assert WorkflowRun.objects.count() == 0
     publish(workflow=workflow, user="test")
+
+
+def send_pending() -> None:
+    """What the django-q2 cluster does with the pending deliveries (its task, called here)."""
+    from workflows.models import Delivery, DeliveryStatus
+    from workflows.outbox import deliver
+
+    for delivery in Delivery.objects.filter(status=DeliveryStatus.PENDING):
+        deliver(delivery.id)
+
+
+def test_destinations_get_events_of_their_type_and_changes_of_their_profile_fields(client, source, receiver):
+    from tracking.models import EventMapping
+    from workflows.models import Destination, DestinationTrigger
+
+    Destination.objects.create(
+        name="Orders", url=receiver.url, trigger=DestinationTrigger.EVENT, event_type="purchase",
+        template={"order_total": "event@properties.total", "profile": "profile@id"},
+    )  # fmt: skip
+    Destination.objects.create(
+        name="Emails", url=receiver.url, trigger=DestinationTrigger.PROFILE_FIELDS, profile_fields=["traits.email"]
+    )
+    EventMapping.objects.create(
+        name="Email",
+        event_type="identify",
+        mappings=[{"event": "event@properties.email", "profile": "traits.email", "operation": "equals"}],
+    )
+    answer = purchase(client, 42, session="dest")
+    post(client, payload("locust-test", session={"id": "dest"}, events=[{"type": "page-view"}]))
+    identify = payload(
+        "locust-test", session={"id": "dest"}, events=[{"type": "identify", "properties": {"email": "a@b.c"}}]
+    )
+    post(client, identify)
+    post(client, identify)  # the same email again: no change, nothing sent
+    run_everything()
+    send_pending()
+    bodies = sorted((json.loads(r.body) for r in receiver.received), key=lambda b: "changes" in b)
+    assert bodies[0] == {"order_total": 42, "profile": answer["profile"]["id"]}
+    assert bodies[1]["changes"] == {"traits.email": {"before": None, "after": "a@b.c"}}
+    assert len(bodies) == 2

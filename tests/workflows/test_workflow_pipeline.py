@@ -84,13 +84,13 @@ def purchase(url: str, *, total: float, session: str, **extra) -> dict:
     return response.json()
 
 
-def test_the_example_workflow_tags_segments_and_calls_the_crm(pipeline, http_receiver):
+def test_the_example_workflow_tags_segments_and_calls_the_crm(pipeline, receiver):
     url, start = pipeline
-    import_workflow(example_to(http_receiver.url("/hook")), user="test")
+    import_workflow(example_to(receiver.url), user="test")
     start()
     big = purchase(url, total=150, session="big")
     small = purchase(url, total=50, session="small")
-    [call] = wait_for(lambda: http_receiver.requests, timeout=30, message="the CRM call")
+    [call] = wait_for(lambda: receiver.received, timeout=30, message="the CRM call")
     assert call.method == "POST" and call.path == "/hook"
     assert json.loads(call.body) == {"profile": big["profile"]["id"], "total": 150}
     assert call.headers["Idempotency-Key"]
@@ -104,7 +104,7 @@ def test_the_example_workflow_tags_segments_and_calls_the_crm(pipeline, http_rec
     assert WorkflowRun.objects.filter(status=RunStatus.OK).count() == 1
     assert not WorkflowRun.objects.filter(profile_id=small["profile"]["id"]).exists()
     small_profile = store.get("profile", small["profile"]["id"])
-    assert "vip" not in small_profile["segments"] and len(http_receiver.requests) == 1
+    assert "vip" not in small_profile["segments"] and len(receiver.received) == 1
 
 
 def test_two_workflow_workers_lose_no_increment_of_one_profile(pipeline):
