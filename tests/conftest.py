@@ -23,6 +23,7 @@ from selenium.webdriver.chrome.service import Service
 
 from queueing.models import WorkerSettings
 from tests.helpers import wait_for
+from tests.support.receivers import HttpReceiver
 from tracking.models import EventSource
 from tracking.selectors import clear_caches
 
@@ -229,3 +230,12 @@ def browser() -> Iterator[webdriver.Chrome]:
     yield driver
     driver.quit()
     shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture
+def receiver() -> Iterator[HttpReceiver]:
+    """A real HTTP server on 127.0.0.1 standing for an external system (see tests/support)."""
+    server = HttpReceiver()
+    server.start()
+    yield server
+    server.stop()

@@ -6,6 +6,7 @@ STORE_BACKEND=elasticsearch pointing at the servers it started.
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
@@ -88,3 +89,30 @@ def test_event_ids_and_retries_on_the_real_stack(live_api, spawn, make_source, w
     assert store.get("event", other["events"][0])["type"] == "refund"
     assert store.count("event", source_id=source.id, type="purchase") == 1
     assert store.get("profile", answers[0]["profile"]["id"])["stats"]["events"] == 1
+
+
+def test_the_example_workflow_on_the_real_stack(live_api, spawn, make_source, worker_settings, receiver):
+    """Stored on Elasticsearch, triggered through Pulsar, the CRM called by the django-q2
+    cluster on MySQL, the profile changed through the storage path."""
+    from tests.workflows.test_workflow_pipeline import example_to
+    from workflows.definitions import import_workflow
+
+    make_source(id="locust-test")
+    worker_settings("background", enabled=True)
+    worker_settings("workflow", enabled=True)
+    import_workflow(example_to(receiver.url), user="test")
+    let_api_caches_expire()
+    for worker_type in ("background", "workflow"):
+        spawn("run_worker", worker_type)
+    spawn("qcluster")
+    body = payload("locust-test", events=[{"type": "purchase", "properties": {"total": 150}}])
+    answer = requests.post(f"{live_api}/track", json=body, timeout=30).json()
+    [call] = wait_for(lambda: receiver.received, timeout=60, message="the CRM call")
+    assert json.loads(call.body) == {"profile": answer["profile"]["id"], "total": 150}
+    store = get_store()
+    profile = wait_for(
+        lambda: (p := store.get("profile", answer["profile"]["id"])) and "vip" in p["segments"] and p,
+        timeout=60,
+        message="the workflow's changes stored",
+    )
+    assert "big-spender" in profile["tags"]

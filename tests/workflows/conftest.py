@@ -6,15 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.receivers import HttpReceiver, SmtpServer
-
-
-@pytest.fixture
-def receiver() -> Iterator[HttpReceiver]:
-    server = HttpReceiver()
-    server.start()
-    yield server
-    server.stop()
+from tests.support.receivers import SmtpServer
 
 
 @pytest.fixture
