@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The first README command: sets everything up, then runs the whole pipeline on the
 # embedded defaults: gunicorn serving /track, the admin and the queue API, and the
-# worker supervisor (collector and background workers). Ctrl-C stops everything.
+# worker supervisor (collector, background and workflow workers, and the django-q2 cluster
+# that sends the outbox). Ctrl-C stops everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./devtools/setup.sh

@@ -55,7 +55,8 @@ pytest_pass --ignore=tests/real_stack
 if [ "$real" = 1 ]; then
   mysql=mysql://tracardi:tracardi@127.0.0.1:${MARIADB_PORT:-13306}/tracardi
   echo "test: pass 2 of 3: the Django database on MySQL"
-  DATABASE_URL=$mysql pytest_pass tests/contract tests/test_end_to_end.py tests/queueing/test_database_broker.py
+  DATABASE_URL=$mysql pytest_pass tests/contract tests/test_end_to_end.py tests/queueing/test_database_broker.py \
+    tests/workflows/test_outbox.py tests/workflows/test_runs.py
   echo "test: pass 3 of 3: MySQL, Pulsar and Elasticsearch end to end"
   DATABASE_URL=$mysql QUEUE_BACKEND=pulsar STORE_BACKEND=elasticsearch pytest_pass tests/real_stack
 fi

@@ -47,9 +47,10 @@ class Command(BaseCommand):
             # Once: later runs keep what was changed in the admin since.
             WorkerSettings.objects.update_or_create(worker_type="background", defaults={"enabled": True})
             WorkerSettings.objects.update_or_create(worker_type="collector", defaults={"enabled": not no_collector})
+            WorkerSettings.objects.update_or_create(worker_type="workflow", defaults={"enabled": True})
         state = {
             t: "on" if WorkerSettings.objects.filter(worker_type=t, enabled=True).exists() else "off"
-            for t in ("background", "collector")
+            for t in ("background", "collector", "workflow")
         }
 
         password = password_file.read_text().strip() if password_file.exists() else "(the password you set)"
@@ -62,8 +63,9 @@ class Command(BaseCommand):
                     f"Tracking API:   POST {url}/track  (event source id: {DEMO_SOURCE_ID})",
                     f"Backlog API:    curl -H 'Authorization: Token {token.key}' {url}/queue/system/functions/backlog",
                     f"Demo traffic:   .venv/bin/python manage.py send_events --url {url}",
-                    f"Workers:        background {state['background']}, collector {state['collector']}"
-                    " (change them in the admin under Worker settings)",
+                    f"Workers:        background {state['background']}, collector {state['collector']}, "
+                    f"workflow {state['workflow']} (change them in the admin under Worker settings)",
+                    f"Workflows:      {url}/admin/workflows/workflow/  (or manage.py workflow_import FILE)",
                     "",
                 ]
             )
