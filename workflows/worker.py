@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from django.db import transaction
+
 from queueing import faults
 from queueing.broker import ReceivedMessage
 from queueing.topics import WORKFLOW
@@ -22,11 +24,16 @@ def run_workflows(store: Store, messages: Sequence[ReceivedMessage]) -> tuple[Ba
     a run's failure is recorded on the run, so only a malformed message fails here."""
     state = BatchState(store=store)
     failures: dict[int | str, str] = {}
-    for message in messages:
-        try:
-            run_message(message.payload, state)
-        except (KeyError, TypeError, ValueError) as exc:
-            failures[message.id] = f"{type(exc).__name__}: {exc}"
+    # One transaction for the batch's run records and outbox rows (a savepoint per message):
+    # on SQLite every write transaction waits for the one write lock, so one per run would
+    # make the lock, not the runs, the limit.
+    with transaction.atomic():
+        for message in messages:
+            try:
+                with transaction.atomic():
+                    run_message(message.payload, state)
+            except (KeyError, TypeError, ValueError) as exc:
+                failures[message.id] = f"{type(exc).__name__}: {exc}"
     return state, failures
 
 
