@@ -9,7 +9,9 @@ rotating sessions):
 2. the README's example workflow (tag, segment, remote call), with `"event": "event@id"`
    added to the call's body so each call names its event: workflow runs/s, and for each
    event the time from /track's answer to the webhook's receipt (p50/p95/p99; it includes
-   storing the event, the run and the outbox), and from the run's start to the receipt.
+   storing the event, the run and the outbox), and from the run's start to the receipt;
+3. paced: one event per request at a rate the pipeline keeps up with (default 10/s): the
+   /track answered -> webhook received latency without a backlog in front of it.
 
 Runs/s is printed as a ratio to the baseline's stored events/s: the machine is shared,
 its absolute speed varies; the ratio says what the workflow stage costs.
@@ -106,6 +108,25 @@ def send(events: int, *, phase: str) -> dict[str, float]:
     return answered
 
 
+def send_paced(rate: float, seconds: float) -> dict[str, float]:
+    """One event per request at `rate` requests/s: a load the pipeline keeps up with, so the
+    latency measured is the pipeline's, not a queue's."""
+    answered: dict[str, float] = {}
+    with requests.Session() as http:
+        began = time.monotonic()
+        for index in range(int(rate * seconds)):
+            time.sleep(max(0.0, began + index / rate - time.monotonic()))
+            body = {
+                "source": {"id": SOURCE},
+                "session": {"id": f"paced-session-{index % 50}"},
+                "events": [{"type": "purchase", "properties": {"total": 150}}],
+            }
+            response = http.post(f"{URL}/track", json=body, timeout=60)
+            response.raise_for_status()
+            answered[response.json()["events"][0]] = time.time()
+    return answered
+
+
 def wait(what: str, done) -> float:
     deadline = time.monotonic() + TIMEOUT
     while not done():
@@ -122,7 +143,9 @@ def percentile(values: list[float], q: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", type=int, default=2000, help="events per phase (a multiple of 10)")
+    parser.add_argument("--events", type=int, default=2000, help="events per burst phase (a multiple of 10)")
+    parser.add_argument("--rate", type=float, default=10.0, help="events/s of the paced phase")
+    parser.add_argument("--paced-seconds", type=float, default=20.0)
     args = parser.parse_args()
     shutil.rmtree(BENCH_DIR, ignore_errors=True)
     BENCH_DIR.mkdir(parents=True)
@@ -193,6 +216,13 @@ def main() -> None:
             f"  calls received: {len(receiver.arrived)} for {len(answered)} events "
             " (the receiver counts distinct events)"
         )
+
+        paced = send_paced(args.rate, args.paced_seconds)
+        wait("the paced calls", lambda: all(e in receiver.arrived for e in paced))
+        latencies = [receiver.arrived[e] - paced[e] for e in paced]
+        print(f"\n[paced: {args.rate:g} events/s for {args.paced_seconds:g} s, one per request]")
+        print(f"  /track answered -> webhook received: p50 {percentile(latencies, 0.5):.2f} s, "
+              f"p95 {percentile(latencies, 0.95):.2f} s, p99 {percentile(latencies, 0.99):.2f} s")  # fmt: skip
     finally:
         stop(workers)
         stop(web)
