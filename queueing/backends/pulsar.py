@@ -43,8 +43,10 @@ class PulsarAdmin:
         return response
 
     def _expect(self, response: requests.Response, *ok: int) -> requests.Response:
+        # Unavailable, not a bug: whatever Pulsar refused, the write was not accepted, and
+        # /track must answer 503 (retry later), never 500.
         if response.status_code not in ok:
-            raise RuntimeError(f"Pulsar admin API: {response.status_code} {response.text[:300]}")
+            raise BrokerUnavailable(f"Pulsar admin API: {response.status_code} {response.text[:300]}")
         return response
 
     def ensure_tenant(self, tenant: str) -> None:
@@ -68,7 +70,9 @@ class PulsarAdmin:
             logger.warning("Topic %s has %d partitions, more than QUEUE_PARTITIONS=%d", path, current, partitions)
 
     def ensure_subscription(self, path: str, subscription: str) -> None:
-        self._expect(self._call("PUT", f"/admin/v2/persistent/{path}/subscription/{subscription}"), 204, 409)
+        # 409: it exists. 412 "Subscription Busy / Failed to fence": it exists and a consumer
+        # is attached right now (a worker started first): as good, for a setup.
+        self._expect(self._call("PUT", f"/admin/v2/persistent/{path}/subscription/{subscription}"), 204, 409, 412)
 
     def partitioned_stats(self, path: str) -> dict:
         response = self._call("GET", f"/admin/v2/persistent/{path}/partitioned-stats", params={"perPartition": "true"})

@@ -155,3 +155,16 @@ def test_every_topic_reports_every_partition(broker, topic_name):
 
     topic = ALL_TOPICS[topic_name]
     assert backlog(broker, topic) == {topic.partition_url(p): 0 for p in range(4)}
+
+
+def test_setup_is_idempotent_while_consumers_are_attached(broker):
+    """A worker may subscribe before another process runs setup (a new tenant's first use).
+    (Pulsar can answer 412 "Subscription Busy / Failed to fence" when the two race; the
+    broker takes that as "exists". This test does not reproduce that race reliably: it checks
+    that setup beside an attached consumer changes nothing.)"""
+    consumer = broker.subscribe(topic=FUNCTIONS, consumer_name="first")
+    broker.setup()
+    broker.setup()
+    broker.publish(keyed("after-setup", 1))
+    assert [m.payload["key"] for m in receive_all(consumer, 1)] == ["after-setup"]
+    consumer.close()
