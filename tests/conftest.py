@@ -26,6 +26,7 @@ from tests.helpers import wait_for
 from tests.support.receivers import HttpReceiver
 from tracking.models import EventSource
 from tracking.selectors import clear_caches
+from workflows.selectors import clear_caches as clear_workflow_caches
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,8 +88,10 @@ def es_store(tenant: str) -> Iterator[object]:
 @pytest.fixture(autouse=True)
 def _fresh_caches() -> Iterator[None]:
     clear_caches()
+    clear_workflow_caches()
     yield
     clear_caches()
+    clear_workflow_caches()
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,7 @@ from queueing.topics import COLLECTOR, FUNCTIONS
 from storage.documents import Applied, apply_changes, deep_merge, new_profile
 from storage.jobs import ProfileChange, ProfileOperation, SessionChange, StorageJob
 from storage.store import get_store
+from tracking import selectors
 from tracking.models import BotFilter, SessionIdentity
 from tracking.rules.engine import LazySources, RuleSet, preprocess_event
 from tracking.selectors import SourceSnapshot, get_rules
@@ -95,7 +96,7 @@ def find_identity(*, source: SourceSnapshot, payload: dict[str, Any]) -> Identit
         return Identity(session_id=session_id or str(uuid.uuid4()), profile_id=None, new_session=False)
     if not session_id:
         return None
-    existing = SessionIdentity.objects.filter(session_id=session_id).values_list("profile_id", flat=True).first()
+    existing = selectors.known_profile(session_id)
     if existing is None:
         return None
     return Identity(session_id=session_id, profile_id=_trusted_profile(source, payload) or existing, new_session=False)

@@ -286,3 +286,15 @@ def test_wildcard_origin_echoes_any_origin(client, make_source):
     source = make_source(allowed_origins="*")
     response = post(client, payload(source.id), Origin="https://anywhere.example")
     assert response.headers["Access-Control-Allow-Origin"] == "https://anywhere.example"
+
+
+def test_a_known_session_is_resolved_without_reading_the_registry_again(client, source):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    body = payload(source.id)
+    post(client, body)  # registers the session
+    post(client, body)  # reads it once, then it is kept
+    with CaptureQueriesContext(connection) as queries:
+        assert post(client, body).status_code == 200
+    assert not [q for q in queries.captured_queries if "tracking_sessionidentity" in q["sql"]]
