@@ -1,5 +1,6 @@
--- wrk script for POST /track: args <events per request> <source id> <queue: true|false>.
--- Each connection cycles through 500 sessions of its own, like returning visitors.
+-- wrk script for POST /track: args <events per request> <source id> <queue: true|false>
+-- [<path, default /track> <sessions per connection, default 500>].
+-- Each connection cycles through its own sessions, like returning visitors.
 local threads = {}
 
 function setup(thread)
@@ -11,6 +12,8 @@ function init(args)
   per_request = tonumber(args[1]) or 10
   source = args[2] or "bench-source"
   queue = args[3] or "false"
+  path = args[4] or "/track"
+  sessions = tonumber(args[5]) or 500
   counter = 0
   local events = {}
   for i = 1, per_request do
@@ -21,10 +24,10 @@ end
 
 function request()
   counter = counter + 1
-  local session = string.format("bench-%d-%d", tid, counter % 500)
+  local session = string.format("bench-%d-%d", tid, counter % sessions)
   local body = '{"source":{"id":"' .. source .. '"},"session":{"id":"' .. session .. '"},"events":[' ..
       events_json .. '],"options":{"queue":' .. queue .. '}}'
-  return wrk.format("POST", "/track", {["Content-Type"] = "application/json"}, body)
+  return wrk.format("POST", path, {["Content-Type"] = "application/json"}, body)
 end
 
 function done(summary, latency, requests)
