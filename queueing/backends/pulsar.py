@@ -40,6 +40,9 @@ logger = logging.getLogger(__name__)
 # no limit (the admin API skips the whole backlog).
 DEAD_LETTER_SCAN_LIMIT = 10_000
 
+# What to do with the dead letters read (the consumer is None when there are none).
+DeadLetterAction = Callable[["pulsar.Consumer | None", list[pulsar.Message]], int]
+
 
 class PulsarAdmin:
     """The few admin REST calls the broker needs; every one idempotent."""
@@ -238,7 +241,7 @@ class PulsarBroker(Broker):
         finally:
             consumer.close()  # flushes the acknowledgements; the rest go back to the subscription
 
-    def _read_dead_letters(self, topic: Topic, act: Callable[[pulsar.Consumer | None, list[pulsar.Message]], int]) -> int:
+    def _read_dead_letters(self, topic: Topic, act: DeadLetterAction) -> int:
         """Receives the whole dead-letter backlog (up to the scan limit) and lets `act` use it."""
         expected = min(self._dead_letter_count(topic), DEAD_LETTER_SCAN_LIMIT)
         if not expected:
