@@ -63,8 +63,6 @@ class DeadLetter:
     origin: str = ""  # Pulsar: the partition and message id it was dead-lettered from
 
 
-DEAD_LETTER_PAGE_LIMIT = 500
-
 
 class Consumer(abc.ABC):
     """One consumer of one subscription; per key, messages arrive in order."""
