@@ -63,7 +63,6 @@ class DeadLetter:
     origin: str = ""  # Pulsar: the partition and message id it was dead-lettered from
 
 
-
 class Consumer(abc.ABC):
     """One consumer of one subscription; per key, messages arrive in order."""
 
