@@ -10,6 +10,7 @@ import abc
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -45,6 +46,21 @@ class PartitionBacklog:
     partition: str
     subscription: str
     count: int
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message in a topic's dead-letter topic, as the console lists it."""
+
+    id: str  # the broker's id of the dead letter: what replay and purge take
+    topic: Topic  # the main topic it came from (and is replayed to)
+    key: str
+    payload: Any  # the decoded JSON; the raw text when the data is not JSON
+    dead_lettered_at: datetime | None
+    # None: the broker does not keep it (Pulsar keeps neither; see README-data.md).
+    deliveries: int | None
+    error: str | None
+    origin: str = ""  # Pulsar: the partition and message id it was dead-lettered from
 
 
 class Consumer(abc.ABC):
@@ -84,6 +100,21 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     def backlog(self, *, topic: Topic) -> list[PartitionBacklog]:
         """Unacknowledged messages per partition and subscription, every partition listed."""
+
+    @abc.abstractmethod
+    def dead_letters(self, topic: Topic, *, limit: int = 50, offset: int = 0, search: str = "") -> list[DeadLetter]:
+        """The dead letters of `topic` (a main topic), newest first; `search` matches the
+        key or the error, case-insensitively."""
+
+    @abc.abstractmethod
+    def replay_dead_letters(self, topic: Topic, ids: Sequence[str] | None = None) -> int:
+        """Publishes the given dead letters (None: all) to `topic` again with their key and
+        payload, then removes them from the dead-letter topic; returns how many. A crash in
+        between replays a message twice, which storage absorbs (idempotent by job and event id)."""
+
+    @abc.abstractmethod
+    def purge_dead_letters(self, topic: Topic, ids: Sequence[str] | None = None) -> int:
+        """Removes the given dead letters (None: all) for good; returns how many."""
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -18,6 +18,8 @@ class ProfileRecord(models.Model):
 
     class Meta:
         db_table = "storage_profile"
+        # The console lists profiles newest first, keyset-paged on (created_at, id).
+        indexes = [models.Index(fields=["created_at", "id"], name="storage_profile_browse")]
 
 
 class SessionRecord(models.Model):
@@ -30,6 +32,7 @@ class SessionRecord(models.Model):
 
     class Meta:
         db_table = "storage_session"
+        indexes = [models.Index(fields=["created_at", "id"], name="storage_session_browse")]
 
 
 class EventRecord(models.Model):
@@ -44,3 +47,19 @@ class EventRecord(models.Model):
 
     class Meta:
         db_table = "storage_event"
+        indexes = [models.Index(fields=["time", "id"], name="storage_event_browse")]
+
+
+class ProfileTombstone(models.Model):
+    """A profile deleted for good (GDPR): the background worker drops what is still queued
+    for it, so a message published before the deletion cannot bring it back."""
+
+    profile_id = models.CharField(max_length=255, primary_key=True)
+    deleted_at = models.DateTimeField()
+    deleted_by = models.CharField(max_length=150, blank=True, default="")
+
+    class Meta:
+        db_table = "storage_profile_tombstone"
+
+    def __str__(self) -> str:
+        return self.profile_id

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import abc
+import base64
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from datetime import datetime
 from typing import Any, Literal
 
+import orjson
 from django.conf import settings
 
 from storage.documents import FailedOperation
@@ -31,6 +34,65 @@ class SaveResult:
     # Profiles: id -> (document before, document after) of those this call changed, for what
     # acts on profile changes (destinations); `before` is None for a new profile.
     changed: dict[str, tuple[dict[str, Any] | None, dict[str, Any]]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BrowseFilters:
+    """What the console's lists filter by; empty fields do not filter. Times bound the
+    entity's time: a profile's creation, a session's start, an event's insert time."""
+
+    id: str = ""
+    type: str = ""
+    source_id: str = ""
+    profile_id: str = ""
+    session_id: str = ""
+    since: datetime | None = None  # inclusive
+    until: datetime | None = None  # exclusive
+
+    def used(self) -> set[str]:
+        return {f.name for f in fields(self) if getattr(self, f.name) not in ("", None)}
+
+
+BROWSE_FILTERS: dict[Entity, set[str]] = {
+    "profile": {"id", "since", "until"},
+    "session": {"id", "profile_id", "source_id", "since", "until"},
+    "event": {"id", "type", "source_id", "profile_id", "session_id", "since", "until"},
+}
+
+
+def check_browse_filters(entity: Entity, filters: BrowseFilters) -> None:
+    unknown = filters.used() - BROWSE_FILTERS[entity]
+    if unknown:
+        raise ValueError(f"cannot filter {entity}s by {', '.join(sorted(unknown))}")
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[dict[str, Any]]
+    # Opaque: pass it as `after` for the next page; None on the last page.
+    next: str | None
+
+
+def encode_cursor(values: list[Any]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(values)).decode()
+
+
+def decode_cursor(cursor: str) -> list[Any]:
+    """Raises ValueError for a cursor this store did not make."""
+    try:
+        values = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, orjson.JSONDecodeError) as exc:
+        raise ValueError("invalid page cursor") from exc
+    if not isinstance(values, list) or len(values) != 2:
+        raise ValueError("invalid page cursor")
+    return values
+
+
+@dataclass(frozen=True)
+class DeletedProfile:
+    profiles: int
+    sessions: int
+    events: int
 
 
 class Store(abc.ABC):
@@ -62,6 +124,18 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def count(self, entity: Entity, **filters: str) -> int: ...
+
+    @abc.abstractmethod
+    def browse(
+        self, entity: Entity, *, filters: BrowseFilters | None = None, page_size: int = 50, after: str | None = None
+    ) -> Page:
+        """Newest first by the entity's time, then id; keyset-paged (`after` is the previous
+        page's `next`), so a deep page costs what the first does. ValueError for a filter
+        the entity does not have or a bad cursor."""
+
+    @abc.abstractmethod
+    def delete_profile(self, profile_id: str) -> DeletedProfile:
+        """Deletes the profile, its sessions and its events (everything stored until now)."""
 
     @abc.abstractmethod
     def refresh(self) -> None:

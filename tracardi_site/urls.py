@@ -6,6 +6,7 @@ from django.urls import include, path
 urlpatterns = [
     path("", include("tracking.urls")),
     path("queue/", include("queueing.urls")),
+    path("api/", include("storage.urls")),
     path("admin/console/", include("console.urls")),
     path("admin/", admin.site.urls),
 ]

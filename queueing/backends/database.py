@@ -17,7 +17,15 @@ from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.db.models import Count, F, Q
 
-from queueing.broker import Broker, BrokerUnavailable, Consumer, OutgoingMessage, PartitionBacklog, ReceivedMessage
+from queueing.broker import (
+    Broker,
+    BrokerUnavailable,
+    Consumer,
+    DeadLetter,
+    OutgoingMessage,
+    PartitionBacklog,
+    ReceivedMessage,
+)
 from queueing.models import QueueConsumer, QueueLease, QueueMessage
 from queueing.topics import Topic, partition_for
 
@@ -68,6 +76,62 @@ class DatabaseBroker(Broker):
             PartitionBacklog(partition=topic.partition_url(p), subscription=s, count=counts.get((p, s), 0))
             for p, s in sorted(keys)
         ]
+
+    # --- dead letters -------------------------------------------------------------------
+
+    def _dead_rows(self, topic: Topic, ids: Sequence[str] | None):
+        rows = QueueMessage.objects.filter(topic=topic.dead_letter.name, subscription=topic.dead_letter.subscription)
+        if ids is not None:
+            rows = rows.filter(id__in=[int(i) for i in ids if str(i).isdigit()])
+        return rows
+
+    def dead_letters(self, topic: Topic, *, limit: int = 50, offset: int = 0, search: str = "") -> list[DeadLetter]:
+        rows = self._dead_rows(topic, None)
+        if search:
+            rows = rows.filter(Q(key__icontains=search) | Q(error__icontains=search))
+        return [
+            DeadLetter(
+                id=str(row.id),
+                topic=topic,
+                key=row.key,
+                payload=_decoded(row.payload),
+                dead_lettered_at=row.published_at,
+                deliveries=row.deliveries,
+                error=row.error,
+            )
+            for row in rows.order_by("-id")[offset : offset + limit]
+        ]
+
+    def replay_dead_letters(self, topic: Topic, ids: Sequence[str] | None = None) -> int:
+        # One transaction: the message is back in its topic or still dead, never both or neither.
+        with transaction.atomic():
+            rows = list(self._dead_rows(topic, ids).select_for_update().order_by("id"))
+            QueueMessage.objects.bulk_create(
+                [
+                    QueueMessage(
+                        topic=topic.name,
+                        partition=partition_for(r.key, self.partitions),
+                        subscription=topic.subscription,
+                        key=r.key,
+                        payload=r.payload,
+                    )
+                    for r in rows
+                ]
+            )
+            QueueMessage.objects.filter(id__in=[r.id for r in rows]).delete()
+        return len(rows)
+
+    def purge_dead_letters(self, topic: Topic, ids: Sequence[str] | None = None) -> int:
+        with transaction.atomic():
+            deleted, _ = self._dead_rows(topic, ids).delete()
+        return deleted
+
+
+def _decoded(payload: str) -> object:
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return payload
 
 
 class DatabaseConsumer(Consumer):
@@ -215,7 +279,8 @@ class DatabaseConsumer(Consumer):
                         subscription=dlq.subscription,
                         key=r.key,
                         payload=r.payload,
-                        deliveries=0,
+                        # How often it was delivered, for the console; nothing consumes dead letters.
+                        deliveries=r.deliveries,
                         error=(error or r.error)[:10_000],
                     )
                     for r in rows

@@ -12,17 +12,36 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
 
 import orjson
 import pulsar
 import requests
 from django.conf import settings
 
-from queueing.broker import Broker, BrokerUnavailable, Consumer, OutgoingMessage, PartitionBacklog, ReceivedMessage
+from queueing.broker import (
+    Broker,
+    BrokerUnavailable,
+    Consumer,
+    DeadLetter,
+    OutgoingMessage,
+    PartitionBacklog,
+    ReceivedMessage,
+)
 from queueing.topics import MAIN_TOPICS, NAMESPACE, Topic
 
 logger = logging.getLogger(__name__)
+
+# The console reads a dead-letter topic whole (to search and page it); beyond this many
+# messages it shows, replays and purges (selected) the first ones only. Purging all has
+# no limit (the admin API skips the whole backlog).
+DEAD_LETTER_SCAN_LIMIT = 10_000
+
+# What to do with the dead letters read (the consumer is None when there are none).
+DeadLetterAction = Callable[["pulsar.Consumer | None", list[pulsar.Message]], int]
 
 
 class PulsarAdmin:
@@ -73,6 +92,9 @@ class PulsarAdmin:
         # 409: it exists. 412 "Subscription Busy / Failed to fence": it exists and a consumer
         # is attached right now (a worker started first): as good, for a setup.
         self._expect(self._call("PUT", f"/admin/v2/persistent/{path}/subscription/{subscription}"), 204, 409, 412)
+
+    def skip_all(self, path: str, subscription: str) -> None:
+        self._expect(self._call("POST", f"/admin/v2/persistent/{path}/subscription/{subscription}/skip_all"), 204)
 
     def partitioned_stats(self, path: str) -> dict:
         response = self._call("GET", f"/admin/v2/persistent/{path}/partitioned-stats", params={"perPartition": "true"})
@@ -145,6 +167,9 @@ class PulsarBroker(Broker):
         """Sends all, then waits for every confirmation. Pulsar has no atomic multi-message
         publish: after a failure some may have been stored; a retry may repeat them, and the
         store applies each job and event once."""
+        self._send([(m.topic, m.key, orjson.dumps(m.payload)) for m in messages])
+
+    def _send(self, messages: Sequence[tuple[Topic, str, bytes]]) -> None:
         if not messages:
             return
         self._ensure_ready()
@@ -159,10 +184,8 @@ class PulsarBroker(Broker):
                     done.set()
 
         try:
-            for message in messages:
-                self._producer(message.topic).send_async(
-                    orjson.dumps(message.payload), confirmed, partition_key=message.key
-                )
+            for topic, key, data in messages:
+                self._producer(topic).send_async(data, confirmed, partition_key=key)
         except pulsar.PulsarException as exc:
             raise BrokerUnavailable(f"Pulsar did not take the messages: {exc}") from exc
         if not done.wait(self.timeout + 1):
@@ -186,6 +209,106 @@ class PulsarBroker(Broker):
                 for sub, values in sorted(subscriptions.items())
             ]
         return entries
+
+    # --- dead letters -------------------------------------------------------------------
+    #
+    # Read through the dead-letter subscription itself, so what was replayed or purged
+    # (acknowledged there) is gone from the list and from the backlog count. The consumer
+    # is Exclusive: two console requests never split the messages between them (the second
+    # waits), and closing it without acknowledging hands every message back.
+
+    def _dead_letter_count(self, topic: Topic) -> int:
+        return sum(e.count for e in self.backlog(topic=topic.dead_letter) if e.subscription == topic.subscription)
+
+    @contextmanager
+    def _dead_letter_consumer(self, topic: Topic) -> Iterator[pulsar.Consumer]:
+        self._ensure_ready()
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                consumer = self.client.subscribe(
+                    topic.dead_letter.url,
+                    topic.dead_letter.subscription,
+                    consumer_type=pulsar.ConsumerType.Exclusive,
+                    consumer_name="console",
+                    initial_position=pulsar.InitialPosition.Earliest,
+                )
+                break
+            except pulsar.ConsumerBusy as exc:
+                if time.monotonic() > deadline:
+                    raise BrokerUnavailable("another console request is reading these dead letters") from exc
+                time.sleep(0.1)  # the other request holds it for well under a second
+            except pulsar.PulsarException as exc:
+                raise BrokerUnavailable(f"cannot read {topic.dead_letter.url}: {exc}") from exc
+        try:
+            yield consumer
+        finally:
+            consumer.close()  # flushes the acknowledgements; the rest go back to the subscription
+
+    def _read_dead_letters(self, topic: Topic, act: DeadLetterAction) -> int:
+        """Receives the whole dead-letter backlog (up to the scan limit) and lets `act` use it."""
+        expected = min(self._dead_letter_count(topic), DEAD_LETTER_SCAN_LIMIT)
+        if not expected:
+            return act(None, [])
+        with self._dead_letter_consumer(topic) as consumer:
+            messages: list[pulsar.Message] = []
+            while len(messages) < expected:
+                try:
+                    messages.append(consumer.receive(timeout_millis=int(self.timeout * 1000)))
+                except pulsar.Timeout:
+                    break
+            return act(consumer, messages)
+
+    def _wait_for_count(self, topic: Topic, at_most: int) -> None:
+        """Acknowledgements reach the broker asynchronously; the console reads right after."""
+        deadline = time.monotonic() + self.timeout
+        while self._dead_letter_count(topic) > at_most and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def dead_letters(self, topic: Topic, *, limit: int = 50, offset: int = 0, search: str = "") -> list[DeadLetter]:
+        found: list[DeadLetter] = []
+
+        def collect(_consumer: pulsar.Consumer | None, messages: list[pulsar.Message]) -> int:
+            found.extend(_dead_letter(topic, m) for m in messages)
+            return len(messages)
+
+        self._read_dead_letters(topic, collect)
+        needle = search.casefold()
+        matching = [d for d in found if needle in d.key.casefold()] if needle else found
+        matching.sort(key=lambda d: (d.dead_lettered_at or datetime.min.replace(tzinfo=UTC), d.id), reverse=True)
+        return matching[offset : offset + limit]
+
+    def _settle_dead_letters(self, topic: Topic, ids: Sequence[str] | None, *, replay: bool) -> int:
+        wanted = None if ids is None else set(ids)
+        before = self._dead_letter_count(topic)
+
+        def settle(consumer: pulsar.Consumer | None, messages: list[pulsar.Message]) -> int:
+            chosen = [m for m in messages if wanted is None or _id(m) in wanted]
+            if consumer is None or not chosen:
+                return 0
+            if replay:
+                # Published (and confirmed) before acknowledged: a crash in between replays
+                # twice, never loses one.
+                self._send([(topic, m.partition_key(), m.data()) for m in chosen])
+            for message in chosen:
+                consumer.acknowledge(message)
+            return len(chosen)
+
+        settled = self._read_dead_letters(topic, settle)
+        if settled:
+            self._wait_for_count(topic, before - settled)
+        return settled
+
+    def replay_dead_letters(self, topic: Topic, ids: Sequence[str] | None = None) -> int:
+        return self._settle_dead_letters(topic, ids, replay=True)
+
+    def purge_dead_letters(self, topic: Topic, ids: Sequence[str] | None = None) -> int:
+        if ids is not None:
+            return self._settle_dead_letters(topic, ids, replay=False)
+        self._ensure_ready()
+        before = self._dead_letter_count(topic)
+        self.admin.skip_all(self._path(topic.dead_letter), topic.dead_letter.subscription)
+        return before
 
     def close(self) -> None:
         with self._lock:
@@ -265,3 +388,28 @@ class PulsarConsumer(Consumer):
             self.consumer.close()
         except pulsar.PulsarException:
             logger.warning("Could not close the Pulsar consumer cleanly", exc_info=True)
+
+
+def _id(message: pulsar.Message) -> str:
+    return message.message_id().serialize().hex()
+
+
+def _dead_letter(topic: Topic, message: pulsar.Message) -> DeadLetter:
+    try:
+        payload: object = orjson.loads(message.data())
+    except orjson.JSONDecodeError:
+        payload = message.data().decode("utf-8", errors="replace")
+    properties = message.properties()
+    origin = " ".join(filter(None, (properties.get("REAL_TOPIC"), properties.get("ORIGIN_MESSAGE_ID"))))
+    return DeadLetter(
+        id=_id(message),
+        topic=topic,
+        key=message.partition_key(),
+        payload=payload,
+        dead_lettered_at=datetime.fromtimestamp(message.publish_timestamp() / 1000, tz=UTC),
+        # Pulsar's dead-letter producer keeps the key, the data and the properties, and adds
+        # REAL_TOPIC and ORIGIN_MESSAGE_ID; neither the redelivery count nor the error.
+        deliveries=None,
+        error=None,
+        origin=origin,
+    )

@@ -7,12 +7,23 @@ from datetime import datetime
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from storage.documents import Applied, apply_changes, group_by_profile, merge_session, new_profile
 from storage.jobs import ProfileChange, SessionChange
 from storage.models import EventRecord, ProfileRecord, SessionRecord
-from storage.store import Entity, SaveResult, Store
+from storage.store import (
+    BrowseFilters,
+    DeletedProfile,
+    Entity,
+    Page,
+    SaveResult,
+    Store,
+    check_browse_filters,
+    decode_cursor,
+    encode_cursor,
+)
 
 MODELS = {"profile": ProfileRecord, "session": SessionRecord, "event": EventRecord}
 FILTERS = {
@@ -21,6 +32,9 @@ FILTERS = {
     "event": {"profile_id", "session_id", "source_id", "type"},
 }
 ORDERING = {"profile": "-updated_at", "session": "-updated_at", "event": "-time"}
+# The time the console lists by (indexed with the id: migration 0004), and its filter columns.
+TIME_COLUMN = {"profile": "created_at", "session": "created_at", "event": "time"}
+BROWSE_COLUMNS = {name: name for name in ("id", "type", "source_id", "profile_id", "session_id")}
 
 
 def _parse_time(value: str | None, default: datetime) -> datetime:
@@ -154,3 +168,38 @@ class DatabaseStore(Store):
 
     def count(self, entity: Entity, **filters: str) -> int:
         return self._queryset(entity, filters).count()
+
+    def browse(
+        self, entity: Entity, *, filters: BrowseFilters | None = None, page_size: int = 50, after: str | None = None
+    ) -> Page:
+        filters = filters or BrowseFilters()
+        check_browse_filters(entity, filters)
+        column = TIME_COLUMN[entity]
+        rows = MODELS[entity].objects.filter(
+            **{BROWSE_COLUMNS[name]: getattr(filters, name) for name in filters.used() - {"since", "until"}}
+        )
+        if filters.since:
+            rows = rows.filter(**{f"{column}__gte": filters.since})
+        if filters.until:
+            rows = rows.filter(**{f"{column}__lt": filters.until})
+        if after:
+            moment, last_id = decode_cursor(after)
+            try:
+                moment = datetime.fromisoformat(moment)
+            except (TypeError, ValueError) as exc:
+                raise ValueError("invalid page cursor") from exc
+            # Keyset: rows after the last one shown, in (time, id) descending order.
+            rows = rows.filter(Q(**{f"{column}__lt": moment}) | Q(**{column: moment, "id__lt": last_id}))
+        found = list(rows.order_by(f"-{column}", "-id").values_list(column, "id", "document")[: page_size + 1])
+        cursor = None
+        if len(found) > page_size:
+            found = found[:page_size]
+            cursor = encode_cursor([found[-1][0].isoformat(), found[-1][1]])
+        return Page(items=[document for _, _, document in found], next=cursor)
+
+    def delete_profile(self, profile_id: str) -> DeletedProfile:
+        with transaction.atomic():
+            events, _ = EventRecord.objects.filter(profile_id=profile_id).delete()
+            sessions, _ = SessionRecord.objects.filter(profile_id=profile_id).delete()
+            profiles, _ = ProfileRecord.objects.filter(id=profile_id).delete()
+        return DeletedProfile(profiles=profiles, sessions=sessions, events=events)

@@ -41,7 +41,18 @@ from elasticsearch.dsl import (
 
 from storage.documents import Applied, FailedOperation, apply_changes, group_by_profile, merge_session, new_profile
 from storage.jobs import ProfileChange, SessionChange
-from storage.store import Entity, SaveResult, Store, StoreUnavailable
+from storage.store import (
+    BrowseFilters,
+    DeletedProfile,
+    Entity,
+    Page,
+    SaveResult,
+    Store,
+    StoreUnavailable,
+    check_browse_filters,
+    decode_cursor,
+    encode_cursor,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +69,10 @@ ALLOWED_FILTERS = {
 # terms over 32 KiB, and would refuse the whole document.
 IGNORE_ABOVE = 8191
 SORT = {"profile": "metadata.time.update", "session": "metadata.time.update", "event": "metadata.time.insert"}
+# The time the console lists by, then the id: search_after on both pages without a deep `from`.
+BROWSE_TIME = {"profile": "metadata.time.create", "session": "metadata.time.insert", "event": "metadata.time.insert"}
+BROWSE_FIELDS = FILTER_FIELDS | {"id": "id"}
+DELETE_CHUNK = 1000
 
 
 # --- mappings ---------------------------------------------------------------------------
@@ -424,6 +439,78 @@ class ElasticsearchStore(Store):
         return self.es.count(index=index_name(entity), query=query, ignore_unavailable=True, allow_no_indices=True)[
             "count"
         ]
+
+    def browse(
+        self, entity: Entity, *, filters: BrowseFilters | None = None, page_size: int = 50, after: str | None = None
+    ) -> Page:
+        filters = filters or BrowseFilters()
+        check_browse_filters(entity, filters)
+        self._ensure_ready()
+        time_field = BROWSE_TIME[entity]
+        clauses: list[dict[str, Any]] = [
+            {"term": {BROWSE_FIELDS[name]: getattr(filters, name)}} for name in filters.used() - {"since", "until"}
+        ]
+        bounds = {}
+        if filters.since:
+            bounds["gte"] = filters.since.isoformat()
+        if filters.until:
+            bounds["lt"] = filters.until.isoformat()
+        if bounds:
+            clauses.append({"range": {time_field: bounds}})
+        response = self.es.search(
+            index=index_name(entity),
+            query={"bool": {"filter": clauses}},
+            size=page_size + 1,
+            sort=[{time_field: {"order": "desc", "unmapped_type": "date"}}, {"id": {"order": "desc"}}],
+            search_after=decode_cursor(after) if after else None,
+            ignore_unavailable=True,
+            allow_no_indices=True,
+        )
+        hits = response["hits"]["hits"]
+        cursor = None
+        if len(hits) > page_size:
+            hits = hits[:page_size]
+            cursor = encode_cursor(hits[-1]["sort"])
+        items = [hit["_source"] for hit in hits]
+        for source in items:
+            source.pop("applied_jobs", None)
+            source.pop("applied_events", None)
+        return Page(items=items, next=cursor)
+
+    def _delete_matching(self, entity: Entity, query: dict[str, Any]) -> int:
+        """Searches and bulk-deletes until nothing matches: no delete-by-query (see above).
+        Each round refreshes first, so what was written a moment ago is found too."""
+        deleted = 0
+        while True:
+            self._retrying(
+                lambda: self.es.indices.refresh(
+                    index=index_name(entity), ignore_unavailable=True, allow_no_indices=True
+                )
+            )
+            hits = self._retrying(
+                lambda: self.es.search(
+                    index=index_name(entity),
+                    query=query,
+                    size=DELETE_CHUNK,
+                    source=False,
+                    ignore_unavailable=True,
+                    allow_no_indices=True,
+                )
+            )["hits"]["hits"]
+            if not hits:
+                return deleted
+            failures = self._bulk([({"delete": {"_index": h["_index"], "_id": h["_id"]}}, None) for h in hits])
+            failures = {k: v for k, v in failures.items() if v.get("status") != 404}
+            if failures:
+                raise StoreUnavailable(f"Elasticsearch did not delete {len(failures)} {entity}(s): {failures}")
+            deleted += len(hits)
+
+    def delete_profile(self, profile_id: str) -> DeletedProfile:
+        self._ensure_ready()
+        events = self._delete_matching("event", {"term": {"profile.id": profile_id}})
+        sessions = self._delete_matching("session", {"term": {"profile.id": profile_id}})
+        profiles = self._delete_matching("profile", {"ids": {"values": [profile_id]}})
+        return DeletedProfile(profiles=profiles, sessions=sessions, events=events)
 
     def refresh(self) -> None:
         self.es.indices.refresh(index=f"{settings.TENANT}.*", ignore_unavailable=True, allow_no_indices=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from django.conf import settings
 
@@ -20,6 +20,7 @@ from queueing.topics import FUNCTIONS
 from queueing.worker import Worker, invoked
 from storage.documents import FailedOperation
 from storage.jobs import InvalidJob, StorageJob
+from storage.selectors import tombstoned
 from storage.store import SaveResult, Store, StoreUnavailable, get_store
 
 logger = logging.getLogger("storage.workers")
@@ -59,6 +60,27 @@ def _note_failed_operations(failed: Sequence[FailedOperation], events: Sequence[
             metadata["failed_operations"] = metadata.get("failed_operations", []) + by_event[event["id"]]
 
 
+def _profiles_of(job: StorageJob) -> set[str]:
+    ids = {job.profile.profile_id} if job.profile else set()
+    if job.session and job.session.profile_id:
+        ids.add(job.session.profile_id)
+    return ids | {(e.get("profile") or {}).get("id") for e in job.events} - {None}
+
+
+def _without_deleted(job: StorageJob, deleted: set[str]) -> StorageJob:
+    """The job minus what belongs to a deleted profile (GDPR): queued before the deletion,
+    it must not bring the profile back. Logged, and the message counts as handled."""
+    profile = job.profile if job.profile and job.profile.profile_id not in deleted else None
+    session = job.session if job.session and job.session.profile_id not in deleted else None
+    events = [e for e in job.events if (e.get("profile") or {}).get("id") not in deleted]
+    logger.warning(
+        "Job %s: dropped what belongs to deleted profile(s) %s: profile changes=%s, session=%s, events=%d",
+        job.job_id, sorted(_profiles_of(job) & deleted), profile is None and job.profile is not None,
+        session is None and job.session is not None, len(job.events) - len(events),
+    )  # fmt: skip
+    return replace(job, profile=profile, session=session, events=events)
+
+
 @dataclass
 class Stored:
     failures: dict[int | str, str] = field(default_factory=dict)  # message id -> why it was not stored
@@ -84,6 +106,11 @@ def store_bulk_jobs(store: Store, messages: Sequence[ReceivedMessage]) -> Stored
             failures[message.id] = str(exc)
     if not jobs:
         return Stored(failures)
+    # One query for the whole batch; most batches have no deleted profile.
+    batch_profiles = set().union(*(_profiles_of(j) for _, j in jobs))
+    deleted = tombstoned(batch_profiles)
+    if deleted:
+        jobs = [(m, _without_deleted(j, deleted) if _profiles_of(j) & deleted else j) for m, j in jobs]
     profiles = _timed_save("Profiles", lambda: store.apply_profile_changes([j.profile for _, j in jobs if j.profile]))
     _note_failed_operations(profiles.failed_operations, [e for _, j in jobs for e in j.events])
     faults.pause_at("after_profiles_saved")
@@ -98,8 +125,22 @@ def store_bulk_jobs(store: Store, messages: Sequence[ReceivedMessage]) -> Stored
         errors += [f"event {e['id']}: {events.errors[e['id']]}" for e in job.events if e["id"] in events.errors]
         if errors:
             failures[message.id] = "; ".join(errors)
-    events = [e for message, job in jobs if message.id not in failures for e in job.events]
-    return Stored(failures, events, profiles.changed)
+    # A profile deleted while this batch was being written: the deletion may have run before
+    # these writes landed, so delete again what it would have deleted. (The check before
+    # writing makes this rare; one more query per batch makes it safe.)
+    late = tombstoned(batch_profiles - deleted)
+    for profile_id in sorted(late):
+        logger.warning("Profile %s was deleted while this batch was stored; deleting what it wrote", profile_id)
+        store.delete_profile(profile_id)
+    events = [
+        e
+        for message, job in jobs
+        if message.id not in failures
+        for e in job.events
+        if (e.get("profile") or {}).get("id") not in late
+    ]
+    changed = {k: v for k, v in profiles.changed.items() if k not in late}
+    return Stored(failures, events, changed)
 
 
 class BackgroundWorker(Worker):

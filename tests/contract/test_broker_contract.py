@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from queueing.broker import OutgoingMessage
-from queueing.topics import FUNCTIONS
+from queueing.topics import FUNCTIONS, WORKFLOW
 from storage.jobs import ProfileChange, ProfileOperation, StorageJob
 from storage.store import get_store
 from tests.helpers import wait_for
@@ -168,3 +168,72 @@ def test_setup_is_idempotent_while_consumers_are_attached(broker):
     broker.publish(keyed("after-setup", 1))
     assert [m.payload["key"] for m in receive_all(consumer, 1)] == ["after-setup"]
     consumer.close()
+
+
+# --- dead letters -------------------------------------------------------------------------
+
+
+def dead_letter(broker, consumer, payloads: list[tuple[str, dict]], error: str = "always fails") -> None:
+    """Publishes the payloads and nacks them until all are in the dead-letter topic."""
+    broker.publish([OutgoingMessage(topic=FUNCTIONS, key=key, payload=p) for key, p in payloads])
+    deadline = time.monotonic() + 60
+    while sum(backlog(broker, FUNCTIONS.dead_letter).values()) < len(payloads):
+        assert time.monotonic() < deadline, "the messages were not dead-lettered"
+        received = consumer.receive(max_messages=10, timeout=0.5)
+        if received:
+            consumer.negative_acknowledge(received, error=error)
+
+
+@pytest.fixture
+def poisoned(broker, settings):
+    """Three dead letters of FUNCTIONS: keys a, b, c."""
+    settings.QUEUE_NACK_DELAY_SECONDS = 0.1
+    settings.MAX_REDELIVERIES = 1
+    consumer = broker.subscribe(topic=FUNCTIONS, consumer_name="contract")
+    dead_letter(broker, consumer, [(k, {"job": k, "n": i}) for i, k in enumerate(["key-a", "key-b", "key-c"])])
+    yield consumer
+    consumer.close()
+
+
+def test_dead_letters_are_listed_with_key_payload_and_what_the_broker_keeps(broker, broker_backend, poisoned):
+    listed = broker.dead_letters(FUNCTIONS, limit=10)
+    assert sorted(d.key for d in listed) == ["key-a", "key-b", "key-c"]
+    assert {d.key: d.payload for d in listed}["key-b"] == {"job": "key-b", "n": 1}
+    assert all(d.topic == FUNCTIONS and d.dead_lettered_at is not None for d in listed)
+    if broker_backend == "database":
+        assert {d.deliveries for d in listed} == {2} and {d.error for d in listed} == {"always fails"}
+    else:  # Pulsar keeps neither; it says where the message came from instead
+        assert {d.deliveries for d in listed} == {None} and {d.error for d in listed} == {None}
+        assert all("functions-partition-" in d.origin for d in listed)
+    # Paged and searched by key (newest first, stable).
+    first, second = broker.dead_letters(FUNCTIONS, limit=2), broker.dead_letters(FUNCTIONS, limit=2, offset=2)
+    assert len(first) == 2 and len(second) == 1
+    assert {d.id for d in first + second} == {d.id for d in listed}
+    assert [d.key for d in broker.dead_letters(FUNCTIONS, search="KEY-B")] == ["key-b"]
+    assert broker.dead_letters(WORKFLOW) == []  # per topic
+
+
+def test_replaying_selected_dead_letters_publishes_them_again_with_their_key(broker, poisoned):
+    listed = {d.key: d for d in broker.dead_letters(FUNCTIONS)}
+    assert broker.replay_dead_letters(FUNCTIONS, [listed["key-a"].id, listed["key-c"].id]) == 2
+    assert [d.key for d in broker.dead_letters(FUNCTIONS)] == ["key-b"]
+    assert sum(backlog(broker, FUNCTIONS.dead_letter).values()) == 1
+    again = receive_all(poisoned, 2)
+    assert sorted((m.key, m.payload["job"]) for m in again) == [("key-a", "key-a"), ("key-c", "key-c")]
+    assert all(m.redelivery_count == 0 for m in again)  # delivered as new
+    poisoned.acknowledge(again)
+    assert broker.replay_dead_letters(FUNCTIONS) == 1  # all: the one left
+    (last,) = receive_all(poisoned, 1)
+    assert last.key == "key-b"
+    poisoned.acknowledge([last])
+    assert broker.dead_letters(FUNCTIONS) == []
+
+
+def test_purging_selected_then_all_dead_letters_removes_them(broker, poisoned):
+    listed = {d.key: d for d in broker.dead_letters(FUNCTIONS)}
+    assert broker.purge_dead_letters(FUNCTIONS, [listed["key-b"].id]) == 1
+    assert sorted(d.key for d in broker.dead_letters(FUNCTIONS)) == ["key-a", "key-c"]
+    assert broker.purge_dead_letters(FUNCTIONS) == 2
+    wait_for(lambda: sum(backlog(broker, FUNCTIONS.dead_letter).values()) == 0, timeout=10, message="DLQ empty")
+    assert broker.dead_letters(FUNCTIONS) == []
+    assert poisoned.receive(max_messages=5, timeout=0.5) == []  # purged is not replayed

@@ -171,3 +171,115 @@ def test_five_thousand_distinct_property_names_do_not_grow_the_mapping(store):
             properties = index["mappings"]["properties"]
             assert properties["properties"] == {"type": "flattened", "ignore_above": 8191}
             assert len(str(properties)) < 2000
+
+
+# --- browsing and deleting ------------------------------------------------------------------
+
+
+def session_change(session_id: str, profile: str, time: str, source: str = "s1") -> SessionChange:
+    return SessionChange(id=session_id, profile_id=profile, source_id=source, time=time)
+
+
+def test_browse_pages_events_newest_first_by_keyset_without_gaps_or_repeats(store):
+    from storage.store import BrowseFilters
+
+    # 25 events, some sharing a time: the id breaks the tie, so no page repeats or skips one.
+    events = [event(f"e{i:02d}", time=f"2026-11-29T10:00:{i // 3:02d}+00:00") for i in range(25)]
+    store.save_events(events)
+    store.refresh()
+    seen, cursor, pages = [], None, 0
+    while True:
+        page = store.browse("event", page_size=10, after=cursor)
+        seen += [e["id"] for e in page.items]
+        pages += 1
+        if page.next is None:
+            break
+        cursor = page.next
+    assert pages == 3
+    expected = sorted(events, key=lambda e: (e["metadata"]["time"]["insert"], e["id"]), reverse=True)
+    assert seen == [e["id"] for e in expected]
+    assert store.browse("event", filters=BrowseFilters(id="e07")).items[0]["id"] == "e07"
+    with pytest.raises(ValueError):
+        store.browse("event", after="not-a-cursor")
+    with pytest.raises(ValueError):
+        store.browse("profile", filters=BrowseFilters(type="click"))
+
+
+def test_browse_filters_events_by_type_source_profile_session_and_time(store):
+    from datetime import UTC, datetime
+
+    from storage.store import BrowseFilters
+
+    store.save_events(
+        [
+            event("a", type="click", source="s1", profile="p1", session="x", time="2026-11-01T10:00:00+00:00"),
+            event("b", type="click", source="s2", profile="p2", session="y", time="2026-11-02T10:00:00+00:00"),
+            event("c", type="view", source="s1", profile="p1", session="y", time="2026-11-03T10:00:00+00:00"),
+            event("d", type="view", source="s1", profile="p2", session="x", time="2026-12-01T10:00:00+00:00",
+                  metadata={"time": {"insert": "2026-12-01T10:00:00+00:00"}, "valid": False,
+                            "validation": ["$.properties.price: required"]}),
+        ]
+    )  # fmt: skip
+    store.refresh()
+
+    def ids(**filters) -> list[str]:
+        return [e["id"] for e in store.browse("event", filters=BrowseFilters(**filters)).items]
+
+    assert ids() == ["d", "c", "b", "a"]
+    assert ids(type="click") == ["b", "a"]
+    assert ids(source_id="s1") == ["d", "c", "a"]
+    assert ids(profile_id="p2") == ["d", "b"]
+    assert ids(session_id="y") == ["c", "b"]
+    assert ids(profile_id="p1", type="view") == ["c"]
+    nov2, dec = datetime(2026, 11, 2, 10, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC)
+    assert ids(since=nov2) == ["d", "c", "b"]
+    assert ids(since=nov2, until=dec) == ["c", "b"]
+    flagged = store.browse("event", filters=BrowseFilters(id="d")).items[0]["metadata"]
+    assert flagged["valid"] is False and flagged["validation"] == ["$.properties.price: required"]
+
+
+def test_browse_lists_profiles_and_sessions_and_filters_sessions_by_profile(store):
+    from storage.store import BrowseFilters
+
+    store.apply_profile_changes([change("j1", ("set", "traits.name", "Ann"), profile="pa")])
+    store.apply_profile_changes([change("j2", ("set", "traits.name", "Bob"), profile="pb")])
+    store.save_sessions(
+        [
+            session_change("s-old", "pa", "2026-11-01T10:00:00+00:00"),
+            session_change("s-new", "pa", "2026-11-05T10:00:00+00:00"),
+            session_change("s-bob", "pb", "2026-11-03T10:00:00+00:00", source="s2"),
+        ]
+    )
+    store.refresh()
+    assert [p["id"] for p in store.browse("profile").items] == ["pb", "pa"]  # the newest first
+    assert [p["id"] for p in store.browse("profile", filters=BrowseFilters(id="pa")).items] == ["pa"]
+    assert "applied_jobs" not in store.browse("profile").items[0]
+    assert [s["id"] for s in store.browse("session").items] == ["s-new", "s-bob", "s-old"]
+    assert [s["id"] for s in store.browse("session", filters=BrowseFilters(profile_id="pa")).items] == [
+        "s-new", "s-old",
+    ]  # fmt: skip
+    assert [s["id"] for s in store.browse("session", filters=BrowseFilters(source_id="s2")).items] == ["s-bob"]
+    first = store.browse("session", page_size=2)
+    assert [s["id"] for s in store.browse("session", page_size=2, after=first.next).items] == ["s-old"]
+
+
+def test_deleting_a_profile_deletes_its_sessions_and_events_and_nothing_else(store):
+    store.apply_profile_changes([change("j1", ("set", "traits.name", "Ann"), profile="gone")])
+    store.apply_profile_changes([change("j2", ("set", "traits.name", "Bob"), profile="kept")])
+    store.save_sessions([session_change("sg", "gone", "2026-11-01T10:00:00+00:00")])
+    store.save_sessions([session_change("sk", "kept", "2026-11-01T10:00:00+00:00")])
+    # Events in two months (two indices on Elasticsearch), not refreshed: the delete finds them.
+    store.save_events(
+        [
+            event("g1", profile="gone", session="sg"),
+            event("g2", profile="gone", session="sg", time="2026-10-02T00:00:00+00:00"),
+            event("k1", profile="kept", session="sk"),
+        ]
+    )
+    deleted = store.delete_profile("gone")
+    assert (deleted.profiles, deleted.sessions, deleted.events) == (1, 1, 2)
+    store.refresh()
+    assert store.get("profile", "gone") is None and store.get("session", "sg") is None
+    assert store.get("event", "g1") is None and store.get("event", "g2") is None
+    assert store.get("profile", "kept") and store.get("session", "sk") and store.get("event", "k1")
+    assert store.delete_profile("gone") == type(deleted)(profiles=0, sessions=0, events=0)

@@ -1,0 +1,24 @@
+"""DELETE /api/profiles/<id>: deletes a profile with its sessions and events (GDPR)."""
+
+from __future__ import annotations
+
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from storage.services import delete_profile
+from storage.store import get_store
+
+
+class ProfileView(APIView):
+    """Staff only (admin session or API token), like the backlog API."""
+
+    def delete(self, request: Request, profile_id: str) -> Response:
+        deleted = delete_profile(profile_id, store=get_store(), deleted_by=request.user.get_username())
+        # 200 even when nothing was stored yet: the tombstone still stops what is queued.
+        return Response(
+            {
+                "profile": profile_id,
+                "deleted": {"profiles": deleted.profiles, "sessions": deleted.sessions, "events": deleted.events},
+            }
+        )
