@@ -26,10 +26,13 @@ from queueing.broker import (
     PartitionBacklog,
     ReceivedMessage,
 )
+from queueing.group_commit import GroupCommitter
 from queueing.models import QueueConsumer, QueueLease, QueueMessage
 from queueing.topics import Topic, partition_for
 
 IDLE_POLL_SECONDS = 0.05
+# Publishes outside a transaction share one commit with the other threads' (group_commit.py).
+_committer = GroupCommitter(QueueMessage.objects.bulk_create)
 
 
 class DatabaseBroker(Broker):
@@ -50,8 +53,11 @@ class DatabaseBroker(Broker):
             for m in messages
         ]
         try:
-            with transaction.atomic():
+            if transaction.get_connection().in_atomic_block:
+                # Part of the caller's transaction (a new session's registration): it commits.
                 QueueMessage.objects.bulk_create(rows)
+            else:
+                _committer.commit(rows)
         except DatabaseError as exc:
             raise BrokerUnavailable(f"database broker did not accept the publish: {exc}") from exc
 

@@ -18,6 +18,7 @@ before are narrowed when a connection opens.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import random
@@ -26,7 +27,7 @@ import time
 from pathlib import Path
 
 from django.db import OperationalError
-from django.db.backends.sqlite3 import base
+from django.db.backends.sqlite3 import base, creation
 
 FIRST_RETRY_SECONDS = 0.0001
 MAX_RETRY_SECONDS = 0.005
@@ -48,12 +49,38 @@ def make_private(path: Path) -> None:
 
 def create_private(path: Path) -> None:
     """Creates an empty database file 0600 (an empty file is an empty SQLite database), or
-    narrows an existing one, before SQLite opens it and copies its mode to -wal and -shm."""
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE))
+    narrows an existing one, before SQLite opens it and copies its mode to -wal and -shm.
+    An existing file is never opened here: closing any descriptor of a file drops every
+    POSIX lock this process holds on it, those of the process's other SQLite connections
+    (the group committer's thread) included, and SQLite then fails with "disk I/O error"."""
+    if not path.exists():
+        with contextlib.suppress(FileExistsError):  # another process made it first
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE))
     make_private(path)
 
 
+class DatabaseCreation(creation.DatabaseCreation):
+    """Deletes a test database with its -wal and -shm: a thread of the last run (the group
+    committer) may have left a -wal behind, which SQLite would read as the new database's."""
+
+    def _remove_companions(self, name: object) -> None:
+        if not self.is_in_memory_db(name):
+            for suffix in ("-wal", "-shm"):
+                Path(f"{name}{suffix}").unlink(missing_ok=True)
+
+    def _create_test_db(self, verbosity: int, autoclobber: bool, keepdb: bool = False) -> str:
+        name = self._get_test_db_name()
+        if not keepdb:
+            self._remove_companions(name)
+        return super()._create_test_db(verbosity, autoclobber, keepdb)
+
+    def _destroy_test_db(self, test_database_name: str, verbosity: int) -> None:
+        super()._destroy_test_db(test_database_name, verbosity)
+        self._remove_companions(test_database_name)
+
+
 class DatabaseWrapper(base.DatabaseWrapper):
+    creation_class = DatabaseCreation
     _lock_fd: int | None = None
     _lock_held = False
 

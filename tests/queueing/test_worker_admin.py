@@ -55,4 +55,5 @@ def test_worker_settings_cannot_be_added_once_every_type_has_its_row(admin_clien
     worker_settings("background")
     assert admin_client.get("/admin/queueing/workersettings/add/").status_code == 200
     worker_settings("collector")
+    worker_settings("workflow")
     assert admin_client.get("/admin/queueing/workersettings/add/").status_code == 403
