@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Sequence
 
 import orjson
@@ -17,11 +18,31 @@ from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.db.models import Count, F, Q
 
-from queueing.broker import Broker, BrokerUnavailable, Consumer, OutgoingMessage, PartitionBacklog, ReceivedMessage
-from queueing.models import QueueConsumer, QueueLease, QueueMessage
+from queueing.broker import (
+    Broker,
+    BrokerUnavailable,
+    Consumer,
+    OutgoingMessage,
+    PartitionBacklog,
+    ReceivedMessage,
+    TopicFlow,
+)
+from queueing.models import QueueConsumer, QueueCounter, QueueLease, QueueMessage
 from queueing.topics import Topic, partition_for
 
 IDLE_POLL_SECONDS = 0.05
+
+
+def count_messages(topic: str, *, published: int = 0, acknowledged: int = 0) -> None:
+    """Adds to the topic's counters; call inside the transaction that writes the messages,
+    so the counters never disagree with the rows."""
+    if not (published or acknowledged):
+        return
+    counter = QueueCounter.objects.filter(topic=topic)
+    add = {"published": F("published") + published, "acknowledged": F("acknowledged") + acknowledged}
+    if not counter.update(**add):  # the topic's first message: one more statement, once
+        QueueCounter.objects.bulk_create([QueueCounter(topic=topic)], ignore_conflicts=True)
+        counter.update(**add)
 
 
 class DatabaseBroker(Broker):
@@ -44,6 +65,8 @@ class DatabaseBroker(Broker):
         try:
             with transaction.atomic():
                 QueueMessage.objects.bulk_create(rows)
+                for topic, n in Counter(row.topic for row in rows).items():
+                    count_messages(topic, published=n)
         except DatabaseError as exc:
             raise BrokerUnavailable(f"database broker did not accept the publish: {exc}") from exc
 
@@ -68,6 +91,17 @@ class DatabaseBroker(Broker):
             PartitionBacklog(partition=topic.partition_url(p), subscription=s, count=counts.get((p, s), 0))
             for p, s in sorted(keys)
         ]
+
+    def flow(self, *, topic: Topic) -> TopicFlow:
+        counter = QueueCounter.objects.filter(topic=topic.name).first()
+        # Ids grow with time: the lowest id left is the oldest message not acknowledged.
+        oldest = QueueMessage.objects.filter(topic=topic.name).order_by("id").values_list("published_at", flat=True)
+        oldest_at = oldest.first()
+        return TopicFlow(
+            published=counter.published if counter else 0,
+            acknowledged=counter.acknowledged if counter else 0,
+            oldest_published_at=oldest_at.timestamp() if oldest_at else None,
+        )
 
 
 class DatabaseConsumer(Consumer):
@@ -188,7 +222,9 @@ class DatabaseConsumer(Consumer):
 
     def acknowledge(self, messages: Sequence[ReceivedMessage]) -> None:
         if messages:
-            QueueMessage.objects.filter(id__in=[m.id for m in messages]).delete()
+            with transaction.atomic():
+                deleted, _ = QueueMessage.objects.filter(id__in=[m.id for m in messages]).delete()
+                count_messages(self.topic.name, acknowledged=deleted)
         self._settle(messages)
 
     def negative_acknowledge(self, messages: Sequence[ReceivedMessage], *, error: str = "") -> None:
@@ -221,6 +257,7 @@ class DatabaseConsumer(Consumer):
                     for r in rows
                 ]
             )
+            count_messages(dlq.name, published=len(rows))
             QueueMessage.objects.filter(id__in=[r.id for r in rows]).delete()
 
     def redeliver_unacknowledged(self) -> None:
