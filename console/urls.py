@@ -12,4 +12,6 @@ urlpatterns = [
     path("data/profiles/<str:id>/delete/", data.profile_delete, name="profile-delete"),
     path("data/<str:kind>/", data.data_list, name="data-list"),
     path("data/<str:kind>/<str:id>/", data.data_detail, name="data-detail"),
+    path("workers/<str:worker_type>/settings/", views.fleet_settings, name="fleet-settings"),
+    path("helm/", views.helm_values, name="helm"),
 ]

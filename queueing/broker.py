@@ -63,6 +63,21 @@ class DeadLetter:
     origin: str = ""  # Pulsar: the partition and message id it was dead-lettered from
 
 
+@dataclass(frozen=True)
+class TopicFlow:
+    """What goes in and out of one topic, as far as the broker can tell (None: it cannot).
+
+    A broker gives cumulative counters (the console derives rates from two samples) or its
+    own rates; `oldest_published_at` (epoch seconds) is the oldest unacknowledged message."""
+
+    published: int | None = None
+    acknowledged: int | None = None
+    rate_in: float | None = None
+    rate_out: float | None = None
+    oldest_published_at: float | None = None
+    oldest_known: bool = True
+
+
 class Consumer(abc.ABC):
     """One consumer of one subscription; per key, messages arrive in order."""
 
@@ -115,6 +130,10 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     def purge_dead_letters(self, topic: Topic, ids: Sequence[str] | None = None) -> int:
         """Removes the given dead letters (None: all) for good; returns how many."""
+
+    @abc.abstractmethod
+    def flow(self, *, topic: Topic) -> TopicFlow:
+        """Counters or rates of published and acknowledged messages, and the oldest waiting one."""
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -56,6 +56,52 @@ class QueueConsumer(models.Model):
         constraints = [models.UniqueConstraint(fields=["subscription", "topic", "owner"], name="queue_consumer_unique")]
 
 
+class QueueCounter(models.Model):
+    """Messages ever published to and acknowledged on one topic by the database broker. Rows
+    are deleted on acknowledgement, so without these the console could not tell the in and
+    out rates apart (Pulsar reports its own rates)."""
+
+    topic = models.CharField(max_length=100, primary_key=True)
+    published = models.PositiveBigIntegerField(default=0)
+    acknowledged = models.PositiveBigIntegerField(default=0)
+
+
+class BacklogSample(models.Model):
+    """One topic's backlog at one moment, for the console's chart and rates (queueing/sampling.py).
+    `slot` is the sampling period (epoch seconds // BACKLOG_SAMPLE_SECONDS): unique per
+    topic, so processes sampling at the same time store one sample."""
+
+    topic = models.CharField(max_length=100)
+    slot = models.BigIntegerField()
+    taken_at = models.FloatField()  # epoch seconds
+    total = models.PositiveBigIntegerField()
+    # Cumulative counters (database broker) or the broker's own rates (Pulsar); None: unknown.
+    published = models.PositiveBigIntegerField(null=True)
+    acknowledged = models.PositiveBigIntegerField(null=True)
+    rate_in = models.FloatField(null=True)
+    rate_out = models.FloatField(null=True)
+    oldest_at = models.FloatField(null=True)  # publish time of the oldest waiting message
+    oldest_known = models.BooleanField(default=True)  # False: the broker cannot tell
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["topic", "slot"], name="backlog_sample_unique")]
+        indexes = [models.Index(fields=["slot"], name="backlog_sample_slot")]
+
+
+class WorkerSample(models.Model):
+    """Messages processed so far by all processes of one worker type (the sum of their
+    heartbeats' `processed`), sampled with the backlog: the console's messages/s."""
+
+    worker_type = models.CharField(max_length=20)
+    slot = models.BigIntegerField()
+    taken_at = models.FloatField()
+    processed = models.PositiveBigIntegerField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["worker_type", "slot"], name="worker_sample_unique")]
+        indexes = [models.Index(fields=["slot"], name="worker_sample_slot")]
+
+
 class WorkerType(models.TextChoices):
     COLLECTOR = "collector", "collector"
     BACKGROUND = "background", "background"
@@ -133,6 +179,8 @@ class WorkerHeartbeat(models.Model):
     started_at = models.DateTimeField()
     last_seen = models.DateTimeField()
     processed = models.PositiveBigIntegerField(default=0)
+    # When it last settled a batch; None: not yet.
+    last_batch_at = models.DateTimeField(null=True, blank=True)
     stopped = models.BooleanField(default=False)
 
     class Meta:

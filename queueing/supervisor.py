@@ -11,6 +11,8 @@ With OUTBOX_RUN_CLUSTER on (the default) it also keeps one `manage.py qcluster`,
 django-q2 cluster that sends the outbox's deliveries, restarted like a crashed worker and
 stopped with the workers. It writes no heartbeats, so it is not judged hung: django-q2's
 own guard replaces its stuck task workers (Q_CLUSTER timeout).
+
+It also runs the console's backlog sampler in a thread (see queueing/sampling.py).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from django.db import DatabaseError, close_old_connections
 
 from queueing.health import HangPolicy, Health, WorkerState
 from queueing.models import WorkerHeartbeat, WorkerSettings
+from queueing.sampling import SamplerThread
 from queueing.worker import WORKER_CLASSES
 
 logger = logging.getLogger(__name__)
@@ -171,6 +174,8 @@ class Supervisor:
         logger.info(
             "Supervisor started (pid %d); a worker silent for %.0fs is replaced", os.getpid(), self.policy.hang_seconds
         )
+        sampler = SamplerThread()
+        sampler.start()
         try:
             while not self.stopping:
                 beats: dict[int, float] | None = None
@@ -186,6 +191,7 @@ class Supervisor:
                 self.step(desired, beats)
                 time.sleep(self.poll_seconds)
         finally:
+            sampler.stop()
             self.shutdown()
 
     def shutdown(self) -> None:

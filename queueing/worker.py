@@ -14,6 +14,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import ParamSpec, TypeVar
 
 from django.conf import settings
@@ -80,6 +81,7 @@ class Worker:
         )
         self.config = get_worker_settings(self.worker_type)
         self._heartbeat: WorkerHeartbeat | None = None
+        self.last_batch_at: datetime | None = None
         self._next_refresh = 0.0
         self._next_beat = 0.0
 
@@ -126,6 +128,7 @@ class Worker:
             log.warning("Negatively acknowledged %d message(s): %s", len(messages), error)
             self.consumer.negative_acknowledge(messages, error=error)
         self.processed += len(batch)
+        self.last_batch_at = timezone.now()
         return len(batch)
 
     def handle_until_available(self, batch: list[ReceivedMessage]) -> dict[int | str, str] | None:
@@ -199,9 +202,10 @@ class Worker:
             )
         self._heartbeat.last_seen = now
         self._heartbeat.processed = self.processed
+        self._heartbeat.last_batch_at = self.last_batch_at
         self._heartbeat.stopped = stopped
         with transaction.atomic():
-            self._heartbeat.save(update_fields=["last_seen", "processed", "stopped"])
+            self._heartbeat.save(update_fields=["last_seen", "processed", "last_batch_at", "stopped"])
 
     def request_stop(self, signum: int, _frame: object) -> None:
         log.info("Received %s; finishing the current batch", signal.Signals(signum).name)

@@ -351,6 +351,10 @@ if WORKER_HANG_SECONDS <= QUEUE_LEASE_SECONDS:
     )
 # A new worker's time to its first heartbeat: start-up and connecting to the broker.
 WORKER_START_GRACE_SECONDS = env_float("WORKER_START_GRACE_SECONDS", 60.0, minimum=1.0, maximum=3600.0)
+# The console's backlog and worker-throughput samples (queueing/sampling.py): taken this
+# often, kept this long. At least the chart's 15 minutes are kept, so the chart is full.
+BACKLOG_SAMPLE_SECONDS = env_float("BACKLOG_SAMPLE_SECONDS", 5.0, minimum=1.0, maximum=60.0)
+BACKLOG_SAMPLES_KEEP_SECONDS = env_int("BACKLOG_SAMPLES_KEEP_SECONDS", 3600, minimum=900, maximum=7 * 24 * 3600)
 TRACK_MAX_BODY_BYTES = env_int("TRACK_MAX_BODY_BYTES", 1024 * 1024, minimum=1024, maximum=1024**3)
 TRACK_MAX_EVENTS = env_int("TRACK_MAX_EVENTS", 1000, minimum=1, maximum=100_000)
 TRACK_RETRY_AFTER_SECONDS = env_int("TRACK_RETRY_AFTER_SECONDS", 5, minimum=1, maximum=3600)

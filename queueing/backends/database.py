@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Sequence
 
 import orjson
@@ -25,14 +26,34 @@ from queueing.broker import (
     OutgoingMessage,
     PartitionBacklog,
     ReceivedMessage,
+    TopicFlow,
 )
 from queueing.group_commit import GroupCommitter
-from queueing.models import QueueConsumer, QueueLease, QueueMessage
+from queueing.models import QueueConsumer, QueueCounter, QueueLease, QueueMessage
 from queueing.topics import Topic, partition_for
 
 IDLE_POLL_SECONDS = 0.05
 # Publishes outside a transaction share one commit with the other threads' (group_commit.py).
-_committer = GroupCommitter(QueueMessage.objects.bulk_create)
+_committer = GroupCommitter(lambda rows: write_messages(rows))
+
+
+def count_messages(topic: str, *, published: int = 0, acknowledged: int = 0) -> None:
+    """Adds to the topic's counters; call inside the transaction that writes the messages,
+    so the counters never disagree with the rows."""
+    if not (published or acknowledged):
+        return
+    counter = QueueCounter.objects.filter(topic=topic)
+    add = {"published": F("published") + published, "acknowledged": F("acknowledged") + acknowledged}
+    if not counter.update(**add):  # the topic's first message: one more statement, once
+        QueueCounter.objects.bulk_create([QueueCounter(topic=topic)], ignore_conflicts=True)
+        counter.update(**add)
+
+
+def write_messages(rows: list[QueueMessage]) -> None:
+    """Inserts messages and counts them, in the caller's transaction."""
+    QueueMessage.objects.bulk_create(rows)
+    for topic, n in Counter(row.topic for row in rows).items():
+        count_messages(topic, published=n)
 
 
 class DatabaseBroker(Broker):
@@ -55,7 +76,7 @@ class DatabaseBroker(Broker):
         try:
             if transaction.get_connection().in_atomic_block:
                 # Part of the caller's transaction (a new session's registration): it commits.
-                QueueMessage.objects.bulk_create(rows)
+                write_messages(rows)
             else:
                 _committer.commit(rows)
         except DatabaseError as exc:
@@ -82,6 +103,17 @@ class DatabaseBroker(Broker):
             PartitionBacklog(partition=topic.partition_url(p), subscription=s, count=counts.get((p, s), 0))
             for p, s in sorted(keys)
         ]
+
+    def flow(self, *, topic: Topic) -> TopicFlow:
+        counter = QueueCounter.objects.filter(topic=topic.name).first()
+        # Ids grow with time: the lowest id left is the oldest message not acknowledged.
+        oldest = QueueMessage.objects.filter(topic=topic.name).order_by("id").values_list("published_at", flat=True)
+        oldest_at = oldest.first()
+        return TopicFlow(
+            published=counter.published if counter else 0,
+            acknowledged=counter.acknowledged if counter else 0,
+            oldest_published_at=oldest_at.timestamp() if oldest_at else None,
+        )
 
     # --- dead letters -------------------------------------------------------------------
 
@@ -125,6 +157,7 @@ class DatabaseBroker(Broker):
                 ]
             )
             QueueMessage.objects.filter(id__in=[r.id for r in rows]).delete()
+            count_messages(topic.name, published=len(rows))
         return len(rows)
 
     def purge_dead_letters(self, topic: Topic, ids: Sequence[str] | None = None) -> int:
@@ -258,7 +291,9 @@ class DatabaseConsumer(Consumer):
 
     def acknowledge(self, messages: Sequence[ReceivedMessage]) -> None:
         if messages:
-            QueueMessage.objects.filter(id__in=[m.id for m in messages]).delete()
+            with transaction.atomic():
+                deleted, _ = QueueMessage.objects.filter(id__in=[m.id for m in messages]).delete()
+                count_messages(self.topic.name, acknowledged=deleted)
         self._settle(messages)
 
     def negative_acknowledge(self, messages: Sequence[ReceivedMessage], *, error: str = "") -> None:
@@ -292,6 +327,7 @@ class DatabaseConsumer(Consumer):
                     for r in rows
                 ]
             )
+            count_messages(dlq.name, published=len(rows))
             QueueMessage.objects.filter(id__in=[r.id for r in rows]).delete()
 
     def redeliver_unacknowledged(self) -> None:

@@ -30,6 +30,7 @@ from queueing.broker import (
     OutgoingMessage,
     PartitionBacklog,
     ReceivedMessage,
+    TopicFlow,
 )
 from queueing.topics import MAIN_TOPICS, NAMESPACE, Topic
 
@@ -96,11 +97,36 @@ class PulsarAdmin:
     def skip_all(self, path: str, subscription: str) -> None:
         self._expect(self._call("POST", f"/admin/v2/persistent/{path}/subscription/{subscription}/skip_all"), 204)
 
-    def partitioned_stats(self, path: str) -> dict:
-        response = self._call("GET", f"/admin/v2/persistent/{path}/partitioned-stats", params={"perPartition": "true"})
+    def partitioned_stats(self, path: str, *, earliest_in_backlog: bool = False) -> dict:
+        """`earliest_in_backlog`: Pulsar also reads the oldest waiting message of each
+        subscription (one ledger read per partition, so only when asked)."""
+        params = {"perPartition": "true"}
+        if earliest_in_backlog:
+            params["getEarliestTimeInBacklog"] = "true"
+        response = self._call("GET", f"/admin/v2/persistent/{path}/partitioned-stats", params=params)
         if response.status_code == 404:
             return {}
         return self._expect(response, 200).json()
+
+
+def pulsar_flow(stats: dict, *, subscription: str) -> TopicFlow:
+    """A TopicFlow from partitioned-stats (perPartition, getEarliestTimeInBacklog)."""
+    if not stats:
+        return TopicFlow(oldest_known=False)
+    subs = [
+        part.get("subscriptions", {}).get(subscription, {}) for part in (stats.get("partitions") or {}).values()
+    ] or [stats.get("subscriptions", {}).get(subscription, {})]
+    waiting = sum(int(s.get("msgBacklog", 0)) for s in subs)
+    # Milliseconds; -1 or 0 when the subscription has nothing waiting (or the broker did not read it).
+    earliest = [s["earliestMsgPublishTimeInBacklog"] for s in subs if s.get("earliestMsgPublishTimeInBacklog", 0) > 0]
+    known = waiting == 0 or bool(earliest)
+    return TopicFlow(
+        published=int(stats["msgInCounter"]) if "msgInCounter" in stats else None,
+        rate_in=float(stats.get("msgRateIn", 0.0)),
+        rate_out=sum(float(s.get("messageAckRate", 0.0)) for s in subs),
+        oldest_published_at=min(earliest) / 1000 if earliest and waiting else None,
+        oldest_known=known,
+    )
 
 
 class PulsarBroker(Broker):
@@ -209,6 +235,13 @@ class PulsarBroker(Broker):
                 for sub, values in sorted(subscriptions.items())
             ]
         return entries
+
+    def flow(self, *, topic: Topic) -> TopicFlow:
+        """Pulsar's own rates (msgRateIn, and messageAckRate summed over the partitions'
+        subscriptions, averaged by the broker over its stats interval) and the earliest
+        publish time of a message still in a backlog, when the broker reports it."""
+        stats = self.admin.partitioned_stats(self._path(topic), earliest_in_backlog=True)
+        return pulsar_flow(stats, subscription=topic.subscription)
 
     # --- dead letters -------------------------------------------------------------------
     #
