@@ -157,9 +157,7 @@ class ShippingHandler(logging.handlers.QueueHandler):
                 if self._stop.is_set() and self.queue.empty():
                     return
         finally:
-            from django.db import connections
-
-            connections[self.using].close()
+            self._close_connection()  # this thread's own connection; nobody else would close it
 
     def _collect(self) -> list[logging.LogRecord]:
         """Up to flush_records records, waiting at most flush_seconds after the first."""
