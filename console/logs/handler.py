@@ -1,14 +1,20 @@
 """Ships log records to the console's log table without slowing the process that logs.
 
 `ShippingHandler` is the standard library's `logging.handlers.QueueHandler` with a bounded
-`queue.Queue` and a thread of its own that writes the queue to the database in batches:
+queue and a thread of its own that writes the queue to the database in batches:
 
 - QueueHandler does the part that must happen in the caller's thread, and does it the
   standard way: `prepare()` formats the record (the `tracardi` format, the line stdout
   gets) and drops what cannot cross threads safely (args, exc_info). Only `enqueue` is
-  ours: `put_nowait` on a full queue drops the record and counts it, where QueueHandler
-  would print a traceback for every record (handleError), which under load is the very
+  ours: on a full buffer it drops the record and counts it, where QueueHandler would
+  print a traceback for every record (handleError), which under load is the very
   slowdown this must not cause.
+- The buffer is a `queue.SimpleQueue` whose size `enqueue` checks, not a bounded
+  `queue.Queue`: Queue.put takes a lock that is not reentrant, and a worker logs from its
+  SIGTERM handler ("Received SIGTERM ..."), which can interrupt a log call holding that
+  lock: the process then deadlocks on its own lock (the benchmark hit it). SimpleQueue's
+  put is reentrant, documented as safe from signal handlers. Its size check and put are
+  two steps, so concurrent threads may overfill it by a record or two: harmless.
 - QueueListener is not used: it hands records one at a time to handlers from a blocking
   `get()` with no timeout, so it can neither batch nor flush "every second".
   `_run` below is the few lines of a listener that can: it waits for the first record of
@@ -64,7 +70,7 @@ class ShippingHandler(logging.handlers.QueueHandler):
         flush_seconds: float = FLUSH_SECONDS,
         using: str = "default",
     ) -> None:
-        super().__init__(queue.Queue(maxsize=capacity))
+        super().__init__(queue.SimpleQueue())
         self.enabled = enabled
         self.capacity = capacity
         self.flush_records = flush_records
@@ -79,7 +85,8 @@ class ShippingHandler(logging.handlers.QueueHandler):
         self.dropped = 0
         self.last_error = ""
         self._saved_drops = 0
-        self._drops_lock = threading.Lock()
+        # Reentrant: a signal handler that logs may interrupt the holder (see the docstring).
+        self._drops_lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._thread_ident: int | None = None
@@ -114,14 +121,14 @@ class ShippingHandler(logging.handlers.QueueHandler):
         super().emit(record)
 
     def enqueue(self, record: logging.LogRecord) -> None:
-        try:
-            self.queue.put_nowait(record)
-        except queue.Full:
+        if self.queue.qsize() >= self.capacity:
             self._count_drops(1, "the buffer is full (the log store is not keeping up)")
+        else:
+            self.queue.put_nowait(record)
 
     def _after_fork(self) -> None:
         """A forked child (gunicorn --preload) has the parent's queue but not its thread."""
-        self.queue = queue.Queue(maxsize=self.capacity)
+        self.queue = queue.SimpleQueue()
         self.started_at = datetime.now(UTC)
         self.written = self.batches = self.dropped = self._saved_drops = 0
         self.start_thread()
@@ -132,9 +139,7 @@ class ShippingHandler(logging.handlers.QueueHandler):
         thread = self._thread
         if thread is not None and thread.is_alive() and self._owner_pid == os.getpid():
             self._stop.set()
-            # A full queue: the writer is busy, and sees the stop after this batch.
-            with contextlib.suppress(queue.Full):
-                self.queue.put_nowait(_WAKE)
+            self.queue.put_nowait(_WAKE)
             thread.join(CLOSE_TIMEOUT_SECONDS)
         super().close()
 

@@ -7,6 +7,8 @@ import logging
 import os
 import re
 import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -20,6 +22,7 @@ from django_q.models import Schedule
 from console.logs.handler import ShippingHandler
 from console.logs.services import PRUNE_SCHEDULE_NAME, ensure_prune_schedule, prune_logs
 from console.models import LogDrops, LogLine
+from tests.conftest import ROOT
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -181,3 +184,29 @@ def test_the_prune_schedule_is_created_once():
     ensure_prune_schedule()
     schedule = Schedule.objects.get(name=PRUNE_SCHEDULE_NAME)
     assert schedule.func == "console.logs.services.prune_logs" and schedule.repeats == -1
+
+
+SIGNAL_SCRIPT = """
+import logging, signal
+from console.logs.handler import ShippingHandler
+handler = ShippingHandler(capacity=500)
+handler.start("background", run_thread=False)
+log = logging.getLogger("signals")
+log.propagate = False
+log.addHandler(handler)
+log.setLevel(logging.INFO)
+signal.signal(signal.SIGALRM, lambda *_: log.info("Received SIGTERM; finishing the current batch"))
+signal.setitimer(signal.ITIMER_REAL, 0.0002, 0.0002)
+for i in range(100_000):
+    log.info("line %d", i)
+signal.setitimer(signal.ITIMER_REAL, 0)
+print("done", handler.dropped > 0)
+"""
+
+
+def test_logging_from_a_signal_handler_that_interrupts_logging_does_not_deadlock():
+    """Workers log from their SIGTERM handler; a handler lock that is not reentrant would
+    hang the process when the signal lands inside a log call (a subprocess: a hang here is a
+    timeout, not a stuck test run)."""
+    result = subprocess.run([sys.executable, "-c", SIGNAL_SCRIPT], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "done True", result.stderr
