@@ -96,7 +96,11 @@ def run_round(*, shipping: bool, messages: int, expected_total: int, index: int)
         return messages / (time.perf_counter() - started)
     finally:
         worker.send_signal(signal.SIGTERM)
-        worker.wait(60)
+        try:
+            worker.wait(60)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            raise SystemExit(f"bench: the worker did not stop within 60s of SIGTERM; see {log}") from None
 
 
 def main() -> None:
