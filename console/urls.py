@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from console import data, deadletters, views
 
@@ -14,4 +14,5 @@ urlpatterns = [
     path("data/<str:kind>/<str:id>/", data.data_detail, name="data-detail"),
     path("workers/<str:worker_type>/settings/", views.fleet_settings, name="fleet-settings"),
     path("helm/", views.helm_values, name="helm"),
+    path("logs/", include("console.logs.urls")),
 ]

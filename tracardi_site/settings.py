@@ -450,6 +450,15 @@ LOG_LEVEL = env_choice(
     {level: None for level in ("debug", "info", "warning", "error", "critical")},
 ).upper()
 
+# Log shipping (console/logs): the workers', the supervisor's and the API's log lines go, besides
+# stdout/stderr, to the console's log table (/admin/console/logs/). Off for a deployment that
+# ships its logs elsewhere, or to measure the pipeline without it (bench/logging_cost.py).
+LOG_SHIPPING = env_bool("LOG_SHIPPING", True)
+# The log table is pruned every few minutes to records younger than this many days, and to
+# the newest LOG_MAX_RECORDS of them: what the console keeps is bounded by age and by size.
+LOG_RETENTION_DAYS = env_int("LOG_RETENTION_DAYS", 3, minimum=1, maximum=3650)
+LOG_MAX_RECORDS = env_int("LOG_MAX_RECORDS", 200_000, minimum=1000, maximum=100_000_000)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -457,8 +466,13 @@ LOGGING = {
         # The reference page's format: "<time>: INFO: <message>: (<logger>:<file>:<line>)".
         "tracardi": {"format": "%(asctime)s: %(levelname)s: %(message)s: (%(name)s:%(filename)s:%(lineno)d)"}
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "tracardi"}},
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "tracardi"},
+        # Silent until the process says what it is (console.logs.handler.start_shipping: run_worker,
+        # run_workers, the WSGI app), so manage.py migrate, shell or the tests ship nothing.
+        "ship": {"class": "console.logs.handler.ShippingHandler", "formatter": "tracardi", "enabled": LOG_SHIPPING},
+    },
+    "root": {"handlers": ["console", "ship"], "level": LOG_LEVEL},
     # One line per HTTP request to Elasticsearch would drown the workers' own lines.
     "loggers": {"elastic_transport": {"level": "WARNING"}},
 }

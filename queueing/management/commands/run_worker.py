@@ -5,6 +5,7 @@ import logging
 from django.core.management.base import BaseCommand, CommandParser
 from django.utils.module_loading import import_string
 
+from console.logs.handler import start_shipping
 from queueing.worker import WORKER_CLASSES, get_worker_settings
 
 
@@ -15,6 +16,8 @@ class Command(BaseCommand):
         parser.add_argument("worker_type", choices=sorted(WORKER_CLASSES))
 
     def handle(self, *args: object, worker_type: str, **options: object) -> None:
+        # Before anything is logged: every line of this process goes to the console's log page.
+        start_shipping(worker_type)
         config = get_worker_settings(worker_type)
         logging.getLogger().setLevel(config.logging_level)
         if not config.enabled:
