@@ -9,5 +9,9 @@ test:   ## run the whole test suite (what .ci/run runs)
 setup:  ## install and migrate only
 	./devtools/setup.sh
 
-bench:  ## throughput of /track and the workers on this machine
-	./devtools/setup.sh && .venv/bin/python bench/track_throughput.py
+bench:  ## throughput and latency figures on this machine (README: Benchmarks)
+	./devtools/setup.sh
+	.venv/bin/python bench/track_throughput.py
+	.venv/bin/python bench/api_ratio.py
+	.venv/bin/python bench/workflow_throughput.py
+	.venv/bin/python bench/logging_cost.py
