@@ -1,4 +1,4 @@
-"""The Broker interface (DESIGN.md sections 2-3).
+"""The Broker interface (docs/architecture.md, sections 2 and 5).
 
 The API and the workers only see this interface; the backend is chosen by
 QUEUE_BACKEND and imported only when selected.

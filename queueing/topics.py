@@ -1,4 +1,4 @@
-"""Topic names and subscriptions, as Pulsar spells them (DESIGN.md section 3)."""
+"""Topic names and subscriptions, as Pulsar spells them (docs/architecture.md, section 2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The worker loop shared by every worker type (DESIGN.md section 6).
+"""The worker loop shared by every worker type (docs/architecture.md, section 3).
 
 A worker consumes one topic in batches, hands a batch to `handle`, acknowledges what
 succeeded and negatively acknowledges what failed. Signals only set a flag: the batch

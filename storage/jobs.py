@@ -1,7 +1,7 @@
 """The storage job: what processing publishes to system/functions, one per profile.
 
-Profile changes travel as ordered operations, not whole documents (DESIGN.md section
-4), so two jobs of one profile never overwrite each other's changes.
+Profile changes travel as ordered operations, not whole documents (docs/architecture.md,
+sections 2 and 4), so two jobs of one profile never overwrite each other's changes.
 """
 
 from __future__ import annotations

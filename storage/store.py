@@ -1,4 +1,4 @@
-"""The Store interface (DESIGN.md section 2); the backend is chosen by STORE_BACKEND."""
+"""The Store interface (docs/architecture.md, sections 1 and 5); the backend is chosen by STORE_BACKEND."""
 
 from __future__ import annotations
 

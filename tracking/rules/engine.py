@@ -23,7 +23,7 @@ from storage.jobs import ProfileOperation
 from tracking.rules.conditions import matches
 from tracking.rules.paths import check_profile_path, check_reference, render, resolve
 
-# Mapping operations and the profile operations they emit (DESIGN.md section 4).
+# Mapping operations and the profile operations they emit (docs/architecture.md, section 3).
 MAPPING_OPERATIONS = {
     "equals": "set",
     "equals_if_not_exists": "set_if_missing",
