@@ -53,6 +53,7 @@ def start(**env: str) -> subprocess.CompletedProcess:
         (
             {"FAULT_INJECT": "bogus:1"},
             "FAULT_INJECT='bogus:1': use <point>:<seconds>, the point one of after_profiles_saved, before_ack, "
+            "workflow_runs_recorded, "
             "the seconds from 0 to 3600.",
         ),
     ],

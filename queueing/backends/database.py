@@ -33,6 +33,7 @@ from queueing.models import QueueConsumer, QueueCounter, QueueLease, QueueMessag
 from queueing.topics import Topic, partition_for
 
 IDLE_POLL_SECONDS = 0.05
+REBALANCE_CHECK_SECONDS = 1.0
 # Publishes outside a transaction share one commit with the other threads' (group_commit.py).
 _committer = GroupCommitter(lambda rows: write_messages(rows))
 
@@ -182,6 +183,8 @@ class DatabaseConsumer(Consumer):
         self.held: list[int] = []
         self._turn = 0
         self._next_maintenance = 0.0
+        self._next_check = 0.0
+        self._live = 0
         # Delivered and not yet (n)acked, per partition: the next fetch continues after them.
         self._inflight: dict[int, set[int]] = {}
         self._scope = Q(subscription=topic.subscription, topic=topic.name)
@@ -192,9 +195,19 @@ class DatabaseConsumer(Consumer):
 
     # --- leases -----------------------------------------------------------------------
 
+    def _consumers_changed(self, now: float) -> bool:
+        """Whether the number of live consumers changed since the last rebalance: checked
+        every REBALANCE_CHECK_SECONDS (one read), so a new consumer gets its share of the
+        partitions within about a second, not at the next lease renewal."""
+        if now < self._next_check:
+            return False
+        self._next_check = now + REBALANCE_CHECK_SECONDS
+        live = QueueConsumer.objects.filter(self._scope, last_seen__gte=now - self.lease_seconds).count()
+        return live != self._live
+
     def _maintain_leases(self) -> None:
         now = time.time()
-        if now < self._next_maintenance:
+        if now < self._next_maintenance and not self._consumers_changed(now):
             return
         self._next_maintenance = now + self.lease_seconds / 3
         expires = now + self.lease_seconds
@@ -206,6 +219,7 @@ class DatabaseConsumer(Consumer):
             consumers = QueueConsumer.objects.filter(self._scope)
             consumers.filter(last_seen__lt=now - 10 * self.lease_seconds).delete()
             live = consumers.filter(last_seen__gte=now - self.lease_seconds).count()
+            self._live = live
             target = math.ceil(self.partitions / max(live, 1))
             leases = QueueLease.objects.filter(self._scope)
             leases.filter(owner=self.owner).update(expires_at=expires)
@@ -229,6 +243,8 @@ class DatabaseConsumer(Consumer):
                     if taken:
                         held.append(partition)
         self.held = sorted(held)
+        if len(held) < target:  # the others give theirs back at their next check: look again soon
+            self._next_maintenance = min(self._next_maintenance, now + REBALANCE_CHECK_SECONDS)
 
     # --- consuming --------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from queueing.backends.database import DatabaseBroker
 from queueing.broker import OutgoingMessage
 from queueing.models import QueueMessage
 from queueing.topics import FUNCTIONS, partition_for
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -131,3 +132,20 @@ def test_a_message_whose_consumers_keep_dying_is_dead_lettered(settings):
     survivor = broker.subscribe(topic=FUNCTIONS, consumer_name="t")
     assert [m.payload["n"] for m in survivor.receive(max_messages=5, timeout=0.2)] == [1]
     assert QueueMessage.objects.filter(topic="functions-DLQ").count() == 1
+
+
+def test_a_new_consumer_gets_its_share_within_about_a_second(settings):
+    """Without waiting for the next lease renewal (QUEUE_LEASE_SECONDS / 3)."""
+    settings.QUEUE_LEASE_SECONDS = 30.0
+    broker = DatabaseBroker(partitions=4)
+    first = broker.subscribe(topic=FUNCTIONS, consumer_name="one")
+    first.receive(max_messages=1, timeout=0)
+    second = broker.subscribe(topic=FUNCTIONS, consumer_name="two")
+
+    def shared() -> bool:
+        first.receive(max_messages=1, timeout=0.05)
+        second.receive(max_messages=1, timeout=0.05)
+        return len(first.held) == 2 and len(second.held) == 2
+
+    wait_for(shared, timeout=5, message="both consumers hold 2 partitions")  # was 10 s and more
+    assert not set(first.held) & set(second.held)
