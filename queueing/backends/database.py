@@ -17,6 +17,7 @@ import orjson
 from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.db.models import Count, F, Q
+from django.db.models.functions import Lower
 
 from queueing.broker import (
     Broker,
@@ -127,7 +128,12 @@ class DatabaseBroker(Broker):
     def dead_letters(self, topic: Topic, *, limit: int = 50, offset: int = 0, search: str = "") -> list[DeadLetter]:
         rows = self._dead_rows(topic, None)
         if search:
-            rows = rows.filter(Q(key__icontains=search) | Q(error__icontains=search))
+            # Lower() on both sides: MySQL's binary collation (ids that differ in case stay
+            # distinct) makes LIKE, and so icontains, case-sensitive.
+            needle = search.lower()
+            rows = rows.annotate(lkey=Lower("key"), lerror=Lower("error")).filter(
+                Q(lkey__contains=needle) | Q(lerror__contains=needle)
+            )
         return [
             DeadLetter(
                 id=str(row.id),
