@@ -26,6 +26,8 @@ def validate_origins(text: str) -> None:
 
 class BridgeType(models.TextChoices):
     REST = "rest", "REST API (/track)"
+    # Systems that can only call a webhook post any JSON to /collect/{event_type}/{source_id}.
+    WEBHOOK = "webhook", "Webhook (/collect/{event_type}/{source_id})"
 
 
 class BotFilter(models.TextChoices):
