@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import requests
 
 from storage.store import get_store
 from tests.conftest import free_port
@@ -19,7 +20,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 # beacon), which makes the beacon observable; the page view is sent at once regardless.
 PAGE = """<!doctype html>
 <html><head><title>Shop %(path)s</title>
-<script src="%(api)s/tracker.js" data-source="%(source)s" data-endpoint="%(api)s" data-flush-interval="60000"></script>
+<script src="%(api)s/tracker.js" data-source="%(source)s" data-endpoint="%(endpoint)s"
+        data-flush-interval="60000"></script>
 </head><body><h1>%(path)s</h1><a id="next" href="/b">next</a></body></html>
 """
 
@@ -44,7 +46,10 @@ def shop(live_api: str) -> Iterator[tuple[str, dict]]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            body = (PAGE % {"path": self.path, "api": live_api, "source": settings["source"]}).encode()
+            endpoint = settings.get("endpoint", live_api)
+            body = (
+                PAGE % {"path": self.path, "api": live_api, "endpoint": endpoint, "source": settings["source"]}
+            ).encode()
             self.send_response(200)
             self.send_header("Content-Type", "text/html; charset=utf-8")
             self.send_header("Content-Length", str(len(body)))
@@ -125,3 +130,54 @@ def test_the_tracker_in_chromium(browser, shop, make_source, worker_settings):
 
     errors = [entry["message"] for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert not errors, errors
+
+
+@pytest.fixture
+def flaky_api(live_api: str) -> Iterator[tuple[str, list[bytes]]]:
+    """A proxy in front of the API that fails the tracker's first two sends with 503: the
+    first after the API took it (the answer was lost on the way), the second before."""
+    bodies: list[bytes] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            bodies.append(body)
+            headers = {"Content-Type": self.headers["Content-Type"], "Origin": self.headers["Origin"]}
+            status, answer = 503, b'{"detail": "unavailable"}'
+            if len(bodies) != 2:
+                forwarded = requests.post(f"{live_api}/track", data=body, headers=headers, timeout=10)
+                if len(bodies) > 2:
+                    status, answer = forwarded.status_code, forwarded.content
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Access-Control-Allow-Origin", self.headers["Origin"])
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", bodies
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_tracker_retries_a_failed_send_and_the_event_is_stored_once(
+    browser, shop, flaky_api, make_source, worker_settings
+):
+    origin, settings = shop
+    settings["endpoint"], bodies = flaky_api
+    worker_settings("background")
+    settings["source"] = make_source(allowed_origins=origin).id
+    let_api_caches_expire()
+
+    browser.get(f"{origin}/a")
+    profile_id = wait_for(lambda: tracker_value(browser, "tracker.profileId()"), timeout=30, message="the retried send")
+    assert len(bodies) == 3 and bodies[0] == bodies[1] == bodies[2]  # the same events, ids and session
+    session_id = browser.get_cookie("tracardi_sid")["value"]
+    # The API took the first send and the third: the event id makes them one stored event.
+    (view,) = client_events(session_id)["page-view"]
+    assert view["profile"]["id"] == profile_id
