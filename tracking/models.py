@@ -50,7 +50,15 @@ class EventSource(models.Model):
     )
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
-    bridge = models.CharField(max_length=20, choices=BridgeType.choices, default=BridgeType.REST)
+    bridge = models.CharField(
+        max_length=20,
+        choices=BridgeType.choices,
+        default=BridgeType.REST,
+        help_text=(
+            "REST: clients send /track payloads. Webhook: any JSON posted to /collect/{event_type}/{source id} "
+            "becomes one event; /track refuses the source, as /collect refuses a REST source."
+        ),
+    )
     enabled = models.BooleanField(default=True)
     transitional = models.BooleanField(
         default=False,
