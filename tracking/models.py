@@ -26,6 +26,8 @@ def validate_origins(text: str) -> None:
 
 class BridgeType(models.TextChoices):
     REST = "rest", "REST API (/track)"
+    # Systems that can only call a webhook post any JSON to /collect/{event_type}/{source_id}.
+    WEBHOOK = "webhook", "Webhook (/collect/{event_type}/{source_id})"
 
 
 class BotFilter(models.TextChoices):
@@ -48,7 +50,15 @@ class EventSource(models.Model):
     )
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
-    bridge = models.CharField(max_length=20, choices=BridgeType.choices, default=BridgeType.REST)
+    bridge = models.CharField(
+        max_length=20,
+        choices=BridgeType.choices,
+        default=BridgeType.REST,
+        help_text=(
+            "REST: clients send /track payloads. Webhook: any JSON posted to /collect/{event_type}/{source id} "
+            "becomes one event; /track refuses the source, as /collect refuses a REST source."
+        ),
+    )
     enabled = models.BooleanField(default=True)
     transitional = models.BooleanField(
         default=False,

@@ -61,6 +61,7 @@ class SourceSnapshot:
     strict_validation: bool = False
     bot_filter: str = "off"
     accept_without_origin: bool = True
+    bridge: str = "rest"
 
     def allows_origin(self, origin: str) -> bool:
         return "*" in self.allowed_origins or origin in self.allowed_origins
@@ -75,6 +76,7 @@ class SourceSnapshot:
             "strict_validation": self.strict_validation,
             "bot_filter": self.bot_filter,
             "accept_without_origin": self.accept_without_origin,
+            "bridge": self.bridge,
         }
 
     @classmethod
@@ -105,6 +107,7 @@ def _load_source(source_id: str) -> SourceSnapshot | None:
         strict_validation=source.strict_validation,
         bot_filter=source.bot_filter,
         accept_without_origin=source.accept_without_origin,
+        bridge=source.bridge,
     )
 
 

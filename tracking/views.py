@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -11,6 +15,7 @@ from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views import defaults
+from django.views.decorators.http import require_safe
 from rest_framework import status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -20,7 +25,7 @@ from rest_framework.views import APIView
 from queueing.broker import BrokerUnavailable, get_broker
 from tracking import selectors, services
 from tracking.encoding import BodyDecodingError, decode_body
-from tracking.models import BotFilter
+from tracking.models import BotFilter, BridgeType
 from tracking.validation import PayloadInvalid, check_structure, json_type, validate_track_payload
 from tracking.visits import parse_user_agent
 
@@ -84,7 +89,8 @@ def decoded_body(request: Request) -> bytes:
         raise TrackError(exc.status, str(exc)) from None
 
 
-def parse_payload(body: bytes) -> dict[str, Any]:
+def parse_json(body: bytes) -> Any:
+    """Any JSON value, within TRACK_MAX_DEPTH and the key limits every store can keep."""
     max_depth = settings.TRACK_MAX_DEPTH
     too_deep_error = f"Nested deeper than TRACK_MAX_DEPTH ({max_depth} levels)."
     try:
@@ -96,6 +102,11 @@ def parse_payload(body: bytes) -> dict[str, Any]:
     problem = check_structure(data, max_depth=max_depth)
     if problem is not None:
         raise invalid([problem])
+    return data
+
+
+def parse_payload(body: bytes) -> dict[str, Any]:
+    data = parse_json(body)
     if not isinstance(data, dict):
         raise invalid([{"path": "$", "message": f"Expected an object but got {json_type(data)}."}])
     events = data.get("events")
@@ -105,6 +116,24 @@ def parse_payload(body: bytes) -> dict[str, Any]:
             f"Too many events: {len(events)}; TRACK_MAX_EVENTS allows {settings.TRACK_MAX_EVENTS} per request.",
         )
     return data
+
+
+def webhook_payload(body: Any, *, event_type: str, source_id: str, query: Mapping[str, str]) -> dict[str, Any]:
+    """The /track payload of one webhook call: the body becomes the event's properties; a
+    body that is not an object (a list, a string, a number) is wrapped as {"value": body},
+    since properties are an object."""
+    properties = body if isinstance(body, dict) else {"value": body}
+    payload: dict[str, Any] = {
+        "source": {"id": source_id},
+        "events": [{"type": event_type, "properties": properties}],
+        "context": {},
+        "options": {},
+    }
+    for field in ("session", "profile"):
+        value = query.get(f"{field}_id")
+        if value:
+            payload[field] = {"id": value}
+    return payload
 
 
 def verify_source(data: dict[str, Any]) -> selectors.SourceSnapshot | None:
@@ -118,6 +147,22 @@ def verify_source(data: dict[str, Any]) -> selectors.SourceSnapshot | None:
     if not source.enabled:
         raise TrackError(status.HTTP_401_UNAUTHORIZED, "Event source disabled.")
     return source
+
+
+def check_bridge(source: selectors.SourceSnapshot | None, bridge: str) -> None:
+    """A source takes events through its own bridge only: a webhook URL handed to a third
+    party must not become a way to send arbitrary /track payloads, nor the other way round."""
+    if source is None or source.bridge == bridge:
+        return
+    if source.bridge == BridgeType.WEBHOOK:
+        raise TrackError(
+            status.HTTP_403_FORBIDDEN,
+            f"Event source {source.id} is a webhook bridge: post to /collect/{{event_type}}/{source.id}.",
+        )
+    raise TrackError(
+        status.HTTP_403_FORBIDDEN,
+        f"Event source {source.id} is not a webhook bridge: send its events to /track, or set its bridge to Webhook.",
+    )
 
 
 def check_origin(request: Request, source: selectors.SourceSnapshot | None) -> None:
@@ -151,12 +196,19 @@ class TrackView(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
     parser_classes: list = []  # the body is read and parsed here, with its own limits
+    bridge: str = BridgeType.REST
 
     def post(self, request: Request) -> Response:
+        return self.respond(request, lambda: parse_payload(decoded_body(request)))
+
+    def respond(self, request: Request, read_payload: Callable[[], dict[str, Any]]) -> Response:
+        """The one path of every bridge: read, verify the source, validate, accept; the errors
+        and the 503 are answered the same whichever way the payload came."""
         source = None
         try:
-            data = parse_payload(decoded_body(request))
+            data = read_payload()
             source = verify_source(data)
+            check_bridge(source, self.bridge)
             check_origin(request, source)
             reject_bots(request, source)
             try:
@@ -269,6 +321,52 @@ class TrackView(APIView):
             response["Access-Control-Allow-Credentials"] = "true"
             response["Vary"] = "Origin"
         return response
+
+
+class WebhookView(TrackView):
+    """POST /collect/{event_type}/{source_id}: any JSON body becomes one event, for systems
+    that can only call a webhook. Optional ?session_id=&profile_id= tie it to a visitor."""
+
+    bridge = BridgeType.WEBHOOK
+
+    def post(self, request: Request, event_type: str, source_id: str) -> Response:  # type: ignore[override]
+        return self.respond(
+            request,
+            lambda: webhook_payload(
+                parse_json(decoded_body(request)),
+                event_type=event_type,
+                source_id=source_id,
+                query=request.query_params,
+            ),
+        )
+
+
+TRACKER_FILE = Path(__file__).resolve().parent / "static" / "tracking" / "tracker.js"
+# A day: sites load the script under this fixed URL, so a new version must reach them
+# without a rename; the ETag makes the daily revalidation a 304.
+TRACKER_CACHE_SECONDS = 86_400
+
+
+@functools.cache
+def tracker_file() -> tuple[bytes, str]:
+    body = TRACKER_FILE.read_bytes()
+    return body, f'"{hashlib.sha256(body).hexdigest()[:32]}"'
+
+
+@require_safe
+def tracker_script(request: HttpRequest) -> HttpResponse:
+    """GET /tracker.js: the browser tracker, a script other sites load with <script src>."""
+    body, etag = tracker_file()
+    if etag in request.headers.get("If-None-Match", ""):
+        response = HttpResponse(status=304)
+    else:
+        response = HttpResponse(body, content_type="text/javascript; charset=utf-8")
+    response["ETag"] = etag
+    response["Cache-Control"] = f"public, max-age={TRACKER_CACHE_SECONDS}"
+    # Other origins embed it: let them, also with <script crossorigin> (for error details).
+    response["Cross-Origin-Resource-Policy"] = "cross-origin"
+    response["Access-Control-Allow-Origin"] = "*"
+    return response
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
