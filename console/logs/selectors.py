@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db.models import QuerySet, Sum
+from django.db.models.functions import Lower
 
 from console.models import LogDrops, LogLine
 
@@ -35,7 +36,8 @@ def filtered_lines(filters: LogFilters) -> QuerySet[LogLine]:
     if filters.min_level is not None:
         lines = lines.filter(level__gte=filters.min_level)
     if filters.text:
-        lines = lines.filter(message__icontains=filters.text)
+        # Lower() on both sides: MySQL's binary collation makes icontains case-sensitive.
+        lines = lines.annotate(lmessage=Lower("message")).filter(lmessage__contains=filters.text.lower())
     if filters.since is not None:
         lines = lines.filter(time__gte=filters.since)
     if filters.until is not None:
