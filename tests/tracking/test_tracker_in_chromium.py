@@ -4,15 +4,13 @@ from another origin, with a preflight (a custom header), `fetch` with credential
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from storage.store import get_store
-from tests.conftest import free_port
 from tests.helpers import drain, let_api_caches_expire, wait_for
+from tests.support.receivers import PageServer
 from tracking.models import EventMapping
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -67,25 +65,9 @@ window.track([event("page-view")]);
 def page_origin() -> Iterator[tuple[str, dict]]:
     """A web server of the shop, on another origin than the API; the page is set by the test."""
     content: dict = {}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = content["page"].encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", content
-    server.shutdown()
-    server.server_close()
+    site = PageServer(lambda _path: content["page"])
+    yield site.origin, content
+    site.stop()
 
 
 def answers(browser) -> list[dict]:

@@ -13,6 +13,7 @@ import requests
 from storage.store import get_store
 from tests.conftest import free_port
 from tests.helpers import drain, let_api_caches_expire, wait_for
+from tests.support.receivers import PageServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -44,26 +45,13 @@ def shop(live_api: str) -> Iterator[tuple[str, dict]]:
     """The shop's web server, another origin than the API; every path is a page loading the tracker."""
     settings: dict = {}
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            endpoint = settings.get("endpoint", live_api)
-            body = (
-                PAGE % {"path": self.path, "api": live_api, "endpoint": endpoint, "source": settings["source"]}
-            ).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def render(path: str) -> str:
+        endpoint = settings.get("endpoint", live_api)
+        return PAGE % {"path": path, "api": live_api, "endpoint": endpoint, "source": settings["source"]}
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", settings
-    server.shutdown()
-    server.server_close()
+    site = PageServer(render)
+    yield site.origin, settings
+    site.stop()
 
 
 def events_of(session_id: str) -> list[dict]:

@@ -36,6 +36,17 @@ EXAMPLE = {
 }
 
 
+COUNTER = {
+    "name": "Count purchases",
+    "trigger": {"event_type": "purchase"},
+    "nodes": [
+        {"id": "start", "action": "start"},
+        {"id": "count", "action": "increment", "config": {"path": "profile@stats.purchases", "by": 1}},
+    ],
+    "edges": [{"from": "start", "to": "count"}],
+}
+
+
 def example() -> dict[str, Any]:
     return copy.deepcopy(EXAMPLE)
 

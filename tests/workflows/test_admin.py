@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.workflows.test_workflow_pipeline import EXAMPLE
+from tests.workflows.helpers import EXAMPLE
 from workflows.definitions import import_workflow
 from workflows.models import Delivery, Workflow, WorkflowRun
 

@@ -12,7 +12,7 @@ from django.core.management import call_command
 from storage.store import get_store
 from storage.workers.background import BackgroundWorker
 from tests.helpers import payload
-from tests.workflows.test_workflow_pipeline import COUNTER, EXAMPLE
+from tests.workflows.helpers import COUNTER, EXAMPLE
 from workflows.definitions import DefinitionInvalid, export_workflow, import_workflow, publish
 from workflows.models import RunStatus, TriggerRule, Workflow, WorkflowRun, WorkflowVersion
 from workflows.worker import WorkflowWorker

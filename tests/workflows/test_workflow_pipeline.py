@@ -12,44 +12,11 @@ from django.core.exceptions import ValidationError
 
 from storage.store import get_store
 from tests.helpers import let_api_caches_expire, payload, wait_for
+from tests.workflows.helpers import COUNTER, EXAMPLE
 from workflows.definitions import import_workflow, publish, rollback
 from workflows.models import RunStatus, Workflow, WorkflowRun
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-EXAMPLE = {
-    "name": "Big purchase follow-up",
-    "trigger": {
-        "event_type": "purchase",
-        "source": "locust-test",
-        "condition": {"path": "event@properties.total", "op": "gte", "value": 100},
-    },
-    "nodes": [
-        {"id": "start", "action": "start"},
-        {"id": "tag", "action": "add_tag", "config": {"tag": "big-spender"}},
-        {"id": "seg", "action": "add_segment", "config": {"segment": "vip"}},
-        {
-            "id": "crm",
-            "action": "remote_call",
-            "config": {
-                "url": "http://127.0.0.1:9999/hook",
-                "method": "POST",
-                "body": {"profile": "profile@id", "total": "event@properties.total"},
-            },
-        },
-    ],
-    "edges": [{"from": "start", "to": "tag"}, {"from": "tag", "to": "seg"}, {"from": "seg", "to": "crm"}],
-}
-
-COUNTER = {
-    "name": "Count purchases",
-    "trigger": {"event_type": "purchase"},
-    "nodes": [
-        {"id": "start", "action": "start"},
-        {"id": "count", "action": "increment", "config": {"path": "profile@stats.purchases", "by": 1}},
-    ],
-    "edges": [{"from": "start", "to": "count"}],
-}
 
 
 def example_to(url: str) -> dict:
