@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HELM_VERSION=v3.22.0
-K8S_VERSION=${K8S_VERSION:-1.33.0}
+K8S_VERSION=${K8S_VERSION:-1.37.0}
 CHART=deploy/helm/tracardi
 BIN_DIR=$PWD/var/tools/bin
 HELM_BIN=$BIN_DIR/helm
