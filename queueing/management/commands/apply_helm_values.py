@@ -62,7 +62,7 @@ class Command(BaseCommand):
         except ValueError as exc:
             raise CommandError(f"the Helm values are not JSON: {exc}") from None
         if not isinstance(values, dict):
-            raise CommandError("the Helm values must be a JSON object such as {\"worker\": {...}}")
+            raise CommandError('the Helm values must be a JSON object such as {"worker": {...}}')
         applied = apply_helm_values(values)
         for worker_type, fields in applied.items():
             summary = ", ".join(f"{name}={value}" for name, value in fields.items())
