@@ -19,7 +19,8 @@ build() {
     echo "$HELM"
     return 0
   fi
-  if [ -x "$HELM_BIN" ] && "$HELM_BIN" version --short 2>/dev/null | grep -q "^$HELM_VERSION"; then
+  # go install stamps no version into helm (`helm version` says v3.22): read the module's.
+  if [ -x "$HELM_BIN" ] && go version -m "$HELM_BIN" 2>/dev/null | grep -Eq "^\s+mod\s+helm.sh/helm/v3\s+$HELM_VERSION\s"; then
     echo "$HELM_BIN"
     return 0
   fi
@@ -27,7 +28,7 @@ build() {
   mkdir -p "$BIN_DIR"
   echo "helm.sh: building helm $HELM_VERSION from the Go module proxy (about 5 minutes the first time)" >&2
   GOBIN=$BIN_DIR GOFLAGS=-mod=mod go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >&2
-  "$HELM_BIN" version --short >&2
+  go version -m "$HELM_BIN" | grep -E "^\s+mod\s" >&2
   echo "$HELM_BIN"
 }
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from queueing.helm import HELM_VALUES, helm_name, helm_values
 from queueing.management.commands.apply_helm_values import flatten
@@ -182,3 +182,14 @@ def test_lint_template_and_kubernetes_schemas() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "chart OK" in result.stdout
+
+
+@pytest.mark.django_db
+def test_values_the_admin_would_refuse_fail_the_hook() -> None:
+    """A value out of range fails apply_helm_values (so the migration hook, so the upgrade),
+    naming the worker type, and nothing is written."""
+    bad = {"worker": {"background": {"replicas": 2}, "workflow": {"config": {"bulker": {"maxBatchSize": 10**6}}}}}
+    before = helm_values(WorkerSettings.objects.all())
+    with pytest.raises(CommandError, match=r"worker\.workflow: .*max_batch_size"):
+        call_command("apply_helm_values", json=json.dumps(bad))
+    assert helm_values(WorkerSettings.objects.all()) == before
