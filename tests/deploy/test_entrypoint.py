@@ -1,6 +1,7 @@
 """deploy/entrypoint.sh, the image's entry point, run outside Docker (no Docker here) on a
 temporary SQLite database: migrate (with the Helm values), api answering /track and serving
-the admin's static files, a background worker stopping on SIGTERM."""
+the admin's static files, a background worker and the outbox sender (qcluster) stopping on
+SIGTERM sent to the main process, as Kubernetes sends it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -112,7 +114,7 @@ def test_api_answers_track_and_serves_static_files(migrated: dict[str, str], sta
     assert response.status_code in (200, 201), response.text
     static = requests.get(f"{base}/static/admin/css/base.css", timeout=5)
     assert static.status_code == 200 and "body" in static.text
-    os.killpg(api.pid, signal.SIGTERM)
+    os.kill(api.pid, signal.SIGTERM)  # as Kubernetes does: the main process only
     assert api.wait(40) == 0
 
 
@@ -130,7 +132,7 @@ def test_background_worker_starts_and_stops_on_sigterm(migrated: dict[str, str],
 
     wait_for(beating, timeout=60, message="the background worker wrote no heartbeat")
     began = time.monotonic()
-    os.killpg(worker.pid, signal.SIGTERM)
+    os.kill(worker.pid, signal.SIGTERM)  # as Kubernetes does: the main process only
     assert worker.wait(30) == 0, worker.stdout.read() if worker.stdout else ""
     assert time.monotonic() - began < 30
 
@@ -138,3 +140,18 @@ def test_background_worker_starts_and_stops_on_sigterm(migrated: dict[str, str],
 def test_unknown_subcommand_is_refused(env: dict[str, str]) -> None:
     result = subprocess.run([str(ENTRYPOINT), "serve"], env=env, capture_output=True, text=True, timeout=30)
     assert result.returncode == 2 and "usage:" in result.stderr
+
+
+def test_outbox_sender_starts_and_stops_on_sigterm(migrated: dict[str, str], started: list) -> None:
+    outbox = start(started, {**migrated, "OUTBOX_WORKERS": "1"}, "outbox")
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(outbox.stdout), daemon=True)  # never blocks the test
+    reader.start()
+
+    def running() -> bool:
+        assert outbox.poll() is None, "".join(lines)
+        return any("running" in line.lower() for line in lines)
+
+    wait_for(running, timeout=60, message="qcluster did not report running")
+    os.kill(outbox.pid, signal.SIGTERM)  # as Kubernetes does: the main process only
+    assert outbox.wait(60) == 0, "".join(lines)
