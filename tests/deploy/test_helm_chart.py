@@ -193,3 +193,36 @@ def test_values_the_admin_would_refuse_fail_the_hook() -> None:
     with pytest.raises(CommandError, match=r"worker\.workflow: .*max_batch_size"):
         call_command("apply_helm_values", json=json.dumps(bad))
     assert helm_values(WorkerSettings.objects.all()) == before
+
+
+def schema_leaves(schema: dict, prefix: str) -> dict[str, dict]:
+    if schema.get("type") != "object":
+        return {prefix: schema}
+    leaves: dict[str, dict] = {}
+    for key, sub in schema["properties"].items():
+        leaves.update(schema_leaves(sub, f"{prefix}.{key}"))
+    return leaves
+
+
+def test_values_schema_follows_the_mapping_and_the_admins_limits() -> None:
+    """values.schema.json (helm refuses bad values before the hook runs) has, for each worker
+    type, the mapping's names, the logging levels and the WorkerSettings validators' limits."""
+    from django.core.validators import MaxValueValidator, MinValueValidator
+
+    from queueing.models import LoggingLevel
+
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    for worker_type in WORKER_TYPES:
+        leaves = schema_leaves(schema["properties"]["worker"]["properties"][worker_type], f"worker.{worker_type}")
+        assert set(leaves) == mapping_keys_for(worker_type)
+        for value in HELM_VALUES:
+            leaf = leaves[helm_name(worker_type, value)]
+            field = WorkerSettings._meta.get_field(value.field)
+            if value.field == "logging_level":
+                assert leaf["enum"] == list(LoggingLevel.values)
+                continue
+            for validator in field.validators:
+                if isinstance(validator, MinValueValidator):
+                    assert leaf["minimum"] == validator.limit_value, value.field
+                if isinstance(validator, MaxValueValidator):
+                    assert leaf["maximum"] == validator.limit_value, value.field
