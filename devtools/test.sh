@@ -46,6 +46,15 @@ else
   echo "test: java or mvn is missing: the Pulsar, Elasticsearch and MySQL tests are skipped" >&2
 fi
 
+# helm for the chart tests (tests/deploy/test_helm_chart.py): built once from the Go module proxy
+# and cached in var/tools/bin (devtools/helm.sh). If the build fails, HELM names the missing binary
+# and those tests fail rather than skip.
+if ! HELM=$(./devtools/helm.sh build); then
+  echo "test: devtools/helm.sh build failed: the chart tests will fail" >&2
+  HELM=$PWD/var/tools/bin/helm
+fi
+export HELM
+
 if [ $# -gt 0 ]; then
   pytest_pass "$@"
   exit 0
