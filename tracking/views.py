@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import orjson
@@ -18,7 +19,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from queueing.broker import BrokerUnavailable, get_broker
-from tracking import selectors, services
+from tracking import selectors, services, telemetry
+from tracking.schema import track_schema
 from tracking.encoding import BodyDecodingError, decode_body
 from tracking.models import BotFilter
 from tracking.validation import PayloadInvalid, check_structure, json_type, validate_track_payload
@@ -152,7 +154,9 @@ class TrackView(APIView):
     permission_classes = [AllowAny]
     parser_classes: list = []  # the body is read and parsed here, with its own limits
 
+    @track_schema()
     def post(self, request: Request) -> Response:
+        started = time.perf_counter()
         source = None
         try:
             data = parse_payload(decoded_body(request))
@@ -176,6 +180,7 @@ class TrackView(APIView):
                 status=status.HTTP_503_SERVICE_UNAVAILABLE,
                 headers={"Retry-After": str(settings.TRACK_RETRY_AFTER_SECONDS)},
             )
+        telemetry.record_track(response.status_code, source and source.id, time.perf_counter() - started)
         return self.with_cors(request, response, source)
 
     def accept(self, request: Request, source: selectors.SourceSnapshot, payload: dict[str, Any]) -> Response:
