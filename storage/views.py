@@ -11,7 +11,6 @@ from rest_framework.views import APIView
 from storage.services import delete_profile
 from storage.store import get_store
 
-
 DeletedSerializer = inline_serializer(
     "DeletedProfile",
     {

@@ -20,9 +20,9 @@ from rest_framework.views import APIView
 
 from queueing.broker import BrokerUnavailable, get_broker
 from tracking import selectors, services, telemetry
-from tracking.schema import track_schema
 from tracking.encoding import BodyDecodingError, decode_body
 from tracking.models import BotFilter
+from tracking.schema import track_schema
 from tracking.validation import PayloadInvalid, check_structure, json_type, validate_track_payload
 from tracking.visits import parse_user_agent
 
