@@ -48,7 +48,7 @@ def check_broker() -> None:
 
 def check_store() -> None:
     try:
-        get_store().get("profile", "readyz-probe")
+        get_store().ping()
     finally:
         connection.close()
 

@@ -180,7 +180,8 @@ def track_schema() -> Any:
         summary="Send events",
         description="Tracker payload (README: Sending events). The body is read as JSON whatever its content type; "
         "gzip and deflate Content-Encoding are accepted. 2xx only after the queue confirmed the write.",
-        request={"application/json": track_request(), "text/plain": track_request()},
+        # Also sent as text/plain (sendBeacon) or any content type: the body is read as JSON.
+        request={"application/json": track_request()},
         responses={
             200: OpenApiResponse(TRACK_RESPONSE, description="Processed by the API."),
             201: OpenApiResponse(TRACK_RESPONSE, description="Queued for the collector worker (`task`)."),
