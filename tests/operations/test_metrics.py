@@ -84,3 +84,15 @@ def test_a_bad_source_is_counted_without_its_id(live_api: str) -> None:
         value(before, "tracardi_track_requests_total", status="401", source="-") + 1
     )
     assert not any(dict(ls).get("source") == "no-such-source-x" for (_, ls) in after)
+
+
+def test_run_workers_empties_its_metrics_directory_and_its_workers_write_there(spawn, worker_settings) -> None:
+    worker_settings("background")
+    workers_dir = Path(settings.METRICS_DIR) / "workers"
+    workers_dir.mkdir(parents=True, exist_ok=True)
+    stale = workers_dir / "counter_999999999.db"
+    stale.write_bytes(b"left by an earlier run")
+    supervisor = spawn("run_workers", env={"OUTBOX_RUN_CLUSTER": "false"})
+    wait_for(lambda: not stale.exists(), timeout=30, message=f"run_workers emptied {workers_dir}")
+    wait_for(lambda: list(workers_dir.glob("counter_*.db")), timeout=60, message=f"a worker wrote to {workers_dir}")
+    assert supervisor.popen.poll() is None, supervisor.output()
