@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import requests
@@ -128,3 +131,20 @@ def test_track_against_its_schema(live_api: str, make_source) -> None:
     assert statuses[200] + statuses[201] >= total // 5, statuses
     assert not [code for code in statuses if code >= 500], statuses
     requests.get(f"{live_api}/healthz", timeout=5).raise_for_status()
+
+
+def test_schemathesis_cli_coverage_phase_on_track(live_api: str, make_source, tmp_path) -> None:
+    """schemathesis' own runner, as CI would run it: the examples (source.id "locust-test"),
+    and the coverage phase's boundary values of every field. positive_data_acceptance is off:
+    OpenAPI 3.0 cannot state that keys must not hold U+0000, which /track refuses (422)."""
+    make_source(id="locust-test")
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("st")), "run", f"{live_api}/api/schema/?format=json",
+            "--include-path", "/track", "--phases", "examples,coverage",
+            "--exclude-checks", "positive_data_acceptance", "--max-examples", "200",
+        ],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
+    assert "passed" in result.stdout
