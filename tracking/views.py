@@ -157,6 +157,15 @@ class TrackView(APIView):
     @track_schema()
     def post(self, request: Request) -> Response:
         started = time.perf_counter()
+        status_code, source_id = 500, None  # an unexpected exception: the middleware answers 500
+        try:
+            response, source = self.process(request)
+            status_code, source_id = response.status_code, source and source.id
+            return self.with_cors(request, response, source)
+        finally:
+            telemetry.record_track(status_code, source_id, time.perf_counter() - started)
+
+    def process(self, request: Request) -> tuple[Response, selectors.SourceSnapshot | None]:
         source = None
         try:
             data = parse_payload(decoded_body(request))
@@ -180,8 +189,7 @@ class TrackView(APIView):
                 status=status.HTTP_503_SERVICE_UNAVAILABLE,
                 headers={"Retry-After": str(settings.TRACK_RETRY_AFTER_SECONDS)},
             )
-        telemetry.record_track(response.status_code, source and source.id, time.perf_counter() - started)
-        return self.with_cors(request, response, source)
+        return response, source
 
     def accept(self, request: Request, source: selectors.SourceSnapshot, payload: dict[str, Any]) -> Response:
         if not payload["events"]:

@@ -87,12 +87,18 @@ def test_a_bad_source_is_counted_without_its_id(live_api: str) -> None:
 
 
 def test_run_workers_empties_its_metrics_directory_and_its_workers_write_there(spawn, worker_settings) -> None:
-    worker_settings("background")
+    worker_settings("background", enabled=True)
+    worker_settings("collector", enabled=False)
+    worker_settings("workflow", enabled=False)
     workers_dir = Path(settings.METRICS_DIR) / "workers"
     workers_dir.mkdir(parents=True, exist_ok=True)
     stale = workers_dir / "counter_999999999.db"
     stale.write_bytes(b"left by an earlier run")
     supervisor = spawn("run_workers", env={"OUTBOX_RUN_CLUSTER": "false"})
     wait_for(lambda: not stale.exists(), timeout=30, message=f"run_workers emptied {workers_dir}")
-    wait_for(lambda: list(workers_dir.glob("counter_*.db")), timeout=60, message=f"a worker wrote to {workers_dir}")
+    wait_for(
+        lambda: [f for f in workers_dir.glob("counter_*.db") if f.stem != f"counter_{supervisor.pid}"],
+        timeout=60,
+        message=f"a worker wrote to {workers_dir}",
+    )
     assert supervisor.popen.poll() is None, supervisor.output()
