@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -26,6 +27,17 @@ class BacklogSerializer(serializers.Serializer):
 class BacklogView(APIView):
     """Staff only (admin session or API token); anonymous callers get 401."""
 
+    @extend_schema(
+        summary="Backlog of a topic per partition",
+        description="Topics: system/collector, system/functions, system/workflow and their -DLQ topics.",
+        responses={
+            200: BacklogSerializer,
+            401: OpenApiResponse(description="No credentials."),
+            403: OpenApiResponse(description="Not a staff user."),
+            404: OpenApiResponse(inline_serializer("UnknownTopic", {"detail": serializers.CharField()})),
+        },
+        tags=["queue"],
+    )
     def get(self, request: Request, namespace: str, topic: str) -> Response:
         found = find_topic(namespace=namespace, name=topic)
         if found is None:

@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections, transaction
 from django.utils import timezone
 
-from queueing import faults
+from queueing import faults, telemetry
 from queueing.broker import Broker, BrokerUnavailable, ReceivedMessage, get_broker
 from queueing.models import DEFAULT_ENABLED, WorkerHeartbeat, WorkerSettings
 from queueing.topics import Topic
@@ -114,6 +114,7 @@ class Worker:
         batch = self.collect()
         if not batch:
             return 0
+        started = time.perf_counter()
         failures = self.handle_until_available(batch)
         if failures is None:  # asked to stop while a backend was down: leave it to be redelivered
             self.consumer.redeliver_unacknowledged()
@@ -127,6 +128,13 @@ class Worker:
         for error, messages in by_error.items():
             log.warning("Negatively acknowledged %d message(s): %s", len(messages), error)
             self.consumer.negative_acknowledge(messages, error=error)
+        telemetry.record_batch(
+            self.worker_type,
+            batch,
+            [m for m in batch if m.id in failures],
+            time.perf_counter() - started,
+            settings.MAX_REDELIVERIES,
+        )
         self.processed += len(batch)
         self.last_batch_at = timezone.now()
         return len(batch)

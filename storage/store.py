@@ -142,6 +142,10 @@ class Store(abc.ABC):
         """Makes every write so far visible to search and count (a search engine shows them
         within a second; tools and tests that read right after a write call this)."""
 
+    def ping(self) -> None:
+        """Raises unless the store answers (the /readyz check): one cheap read, no retries."""
+        self.get("profile", "readiness-probe")
+
 
 @functools.cache
 def get_store() -> Store:

@@ -200,6 +200,18 @@ def _secret_key() -> str:
     return key_file.read_text().strip()
 
 
+# Prometheus multiprocess mode: every process writes its samples to files here, and
+# /metrics adds them up. One subdirectory per owner, each emptied when its owner starts
+# (gunicorn.conf.py: api/, run_workers: workers/); a process started on its own (a
+# `run_worker` pod, manage.py commands) writes to standalone/. Set before any module
+# imports prometheus_client, which picks its storage at import time.
+METRICS_DIR = private_dir("METRICS_DIR", Path(os.environ.get("METRICS_DIR") or VAR_DIR / "metrics"))
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(private_dir("METRICS_DIR", METRICS_DIR / "standalone")))
+# /metrics computes the backlog gauges from the broker at most this often (seconds).
+METRICS_BACKLOG_CACHE_SECONDS = env_float("METRICS_BACKLOG_CACHE_SECONDS", 5.0, minimum=0.0, maximum=300.0)
+# /readyz: how long each check may take before it counts as failed.
+READYZ_TIMEOUT_SECONDS = env_float("READYZ_TIMEOUT_SECONDS", 2.0, minimum=0.1, maximum=30.0)
+
 # --- Django -------------------------------------------------------------------------
 
 SECRET_KEY = _secret_key()
@@ -217,6 +229,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_q",
     "tracking",
     "queueing",
@@ -243,6 +257,11 @@ MIDDLEWARE = [
 # script or style: their own go in static files.
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; object-src 'none'"
+)
+# The API documentation pages only (/api/docs/, /api/redoc/; tracardi_site/middleware.py
+# with_policy): Redoc injects <style> elements and both use data: images. No inline script.
+API_DOCS_CONTENT_SECURITY_POLICY = (
+    CONTENT_SECURITY_POLICY + "; style-src 'self' 'unsafe-inline'; img-src 'self' data:; worker-src 'self' blob:"
 )
 
 # HTTPS: served over TLS, directly or behind a proxy that terminates it. Browsers then get
@@ -304,6 +323,24 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+# OpenAPI 3 (/api/schema/), with Swagger UI and Redoc served from drf-spectacular-sidecar's
+# static files: no CDN, so the pages work offline and under the CSP.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Tracardi-style event collection API",
+    "DESCRIPTION": "POST /track for websites and apps; the staff APIs (backlog, profile deletion); health checks.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # The schema is public (like /track); the staff endpoints in it still need a token.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "tracking.schema.require_track_body"],
 }
 
 

@@ -24,7 +24,7 @@ from queueing.topics import COLLECTOR, FUNCTIONS
 from storage.documents import Applied, apply_changes, deep_merge, new_profile
 from storage.jobs import ProfileChange, ProfileOperation, SessionChange, StorageJob
 from storage.store import get_store
-from tracking import selectors
+from tracking import selectors, telemetry
 from tracking.models import BotFilter, SessionIdentity
 from tracking.rules.engine import LazySources, RuleSet, preprocess_event
 from tracking.selectors import SourceSnapshot, get_rules
@@ -176,11 +176,15 @@ def publish_with_identity(
     accepted). A known session needs no transaction around the build."""
     identity = find_identity(source=source, payload=payload)
     if identity is not None:
-        broker.publish(build(identity))
+        messages = build(identity)
+        with telemetry.timed_publish():
+            broker.publish(messages)
         return identity
     with transaction.atomic():
         identity = register_identity(source=source, payload=payload)
-        broker.publish(build(identity))
+        messages = build(identity)
+        with telemetry.timed_publish():
+            broker.publish(messages)
     return identity
 
 

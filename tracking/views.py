@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from queueing.broker import BrokerUnavailable, get_broker
-from tracking import selectors, services
+from tracking import selectors, services, telemetry
 from tracking.encoding import BodyDecodingError, decode_body
 from tracking.models import BotFilter, BridgeType
+from tracking.schema import track_schema
 from tracking.validation import PayloadInvalid, check_structure, json_type, validate_track_payload
 from tracking.visits import parse_user_agent
 
@@ -198,12 +200,25 @@ class TrackView(APIView):
     parser_classes: list = []  # the body is read and parsed here, with its own limits
     bridge: str = BridgeType.REST
 
+    @track_schema()
     def post(self, request: Request) -> Response:
         return self.respond(request, lambda: parse_payload(decoded_body(request)))
 
     def respond(self, request: Request, read_payload: Callable[[], dict[str, Any]]) -> Response:
         """The one path of every bridge: read, verify the source, validate, accept; the errors
         and the 503 are answered the same whichever way the payload came."""
+        started = time.perf_counter()
+        status_code, source_id = 500, None  # an unexpected exception: the middleware answers 500
+        try:
+            response, source = self.process(request, read_payload)
+            status_code, source_id = response.status_code, source and source.id
+            return self.with_cors(request, response, source)
+        finally:
+            telemetry.record_track(status_code, source_id, time.perf_counter() - started)
+
+    def process(
+        self, request: Request, read_payload: Callable[[], dict[str, Any]]
+    ) -> tuple[Response, selectors.SourceSnapshot | None]:
         source = None
         try:
             data = read_payload()
@@ -228,7 +243,7 @@ class TrackView(APIView):
                 status=status.HTTP_503_SERVICE_UNAVAILABLE,
                 headers={"Retry-After": str(settings.TRACK_RETRY_AFTER_SECONDS)},
             )
-        return self.with_cors(request, response, source)
+        return response, source
 
     def accept(self, request: Request, source: selectors.SourceSnapshot, payload: dict[str, Any]) -> Response:
         if not payload["events"]:

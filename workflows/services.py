@@ -26,7 +26,7 @@ from storage.jobs import ProfileChange, SessionChange, StorageJob
 from storage.store import Store
 from storage.workers.background import Stored
 from tracking.rules.paths import get_path
-from workflows import selectors
+from workflows import selectors, telemetry
 from workflows.engine.executor import RunContext, RunResult, delivery_key, run_graph
 from workflows.engine.graph import GraphInvalid, parse_graph
 from workflows.models import RunStatus, TriggerOnce, WorkflowRun
@@ -180,6 +180,9 @@ def run_one(
             changes=changes,
             published=changes is None,
         )
+        outcome = RunStatus.OK if result.status == "ok" else RunStatus.FAILED
+        # Counted once the batch's transaction commits: a rolled-back run is run again.
+        transaction.on_commit(lambda: telemetry.record_run(str(outcome)))
         if result.status == "ok" and result.deliveries:
             _enqueue_deliveries(result, key=key, runnable=runnable)
         if result.status == "ok" and result.scheduled:

@@ -232,6 +232,10 @@ class ElasticsearchStore(Store):
             )
         self._ready = True
 
+    def ping(self) -> None:
+        # Not get(): that would first create the indices, retrying for a long time.
+        self.es.options(max_retries=0, request_timeout=settings.READYZ_TIMEOUT_SECONDS).info()
+
     def _ensure_ready(self) -> None:
         if not self._ready:
             with self._lock:

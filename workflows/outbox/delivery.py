@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from workflows import telemetry
 from workflows.models import Delivery, DeliveryKind, DeliveryStatus
 from workflows.outbox.scheduling import queue_after_commit
 from workflows.outbox.senders import Outcome, send_email, send_http
@@ -105,6 +106,7 @@ def record(delivery: Delivery, outcome: Outcome) -> str:
                 status = DeliveryStatus.PAUSED
             else:
                 queue_after_commit(delivery.pk, fields["next_attempt_at"])
+    telemetry.record_delivery(str(delivery.kind), str(status))
     log = logger.info if status in (DeliveryStatus.DELIVERED, DeliveryStatus.PENDING) else logger.warning
     log(
         "Delivery %d (%s %s) attempt %d: %s%s",
