@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 
 from tracking.validation import MAX_ID_LENGTH, MAX_KEY_LENGTH, MAX_SOURCE_ID_LENGTH, OPTION_DEFAULTS
 
@@ -218,6 +218,33 @@ def track_schema() -> Any:
             503: _error("The queue did not confirm the write; retry after Retry-After seconds."),
         },
         examples=[EXAMPLE],
+        auth=[],
+        tags=["tracking"],
+    )
+
+
+def webhook_schema() -> Any:
+    """The decorator for WebhookView.post (the webhook bridge)."""
+    return extend_schema(
+        summary="Send one event from a webhook",
+        description="Any JSON body becomes one event of `event_type` from the webhook-bridge source `source_id` "
+        "(README: The webhook bridge); a body that is not an object is wrapped as {'value': ...}.",
+        request={"application/json": {"description": "Any JSON value: the event's properties."}},
+        parameters=[
+            OpenApiParameter("session_id", str, description="The visitor's session, as session.id on /track."),
+            OpenApiParameter("profile_id", str, description="A profile id this system issued, as profile.id."),
+        ],
+        responses={
+            200: OpenApiResponse(TRACK_RESPONSE, description="Processed by the API."),
+            400: _error("Not JSON, or corrupt compressed data."),
+            401: _error("Unknown or disabled event source."),
+            403: _error("Not a webhook-bridge source, or an Origin the source does not list."),
+            413: _error("Body over TRACK_MAX_BODY_BYTES."),
+            415: _error("Unsupported Content-Encoding."),
+            422: _error("Keys or nesting no store could keep; `errors` has the JSON path of each."),
+            500: _error("Never expected; quote `request_id`."),
+            503: _error("The queue did not confirm the write; retry after Retry-After seconds."),
+        },
         auth=[],
         tags=["tracking"],
     )

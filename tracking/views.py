@@ -27,7 +27,7 @@ from queueing.broker import BrokerUnavailable, get_broker
 from tracking import selectors, services, telemetry
 from tracking.encoding import BodyDecodingError, decode_body
 from tracking.models import BotFilter, BridgeType
-from tracking.schema import track_schema
+from tracking.schema import track_schema, webhook_schema
 from tracking.validation import PayloadInvalid, check_structure, json_type, validate_track_payload
 from tracking.visits import parse_user_agent
 
@@ -344,6 +344,7 @@ class WebhookView(TrackView):
 
     bridge = BridgeType.WEBHOOK
 
+    @webhook_schema()
     def post(self, request: Request, event_type: str, source_id: str) -> Response:  # type: ignore[override]
         return self.respond(
             request,
