@@ -1,4 +1,4 @@
-# The image of the Helm chart and deploy/compose.yaml (README-helm.md). Not built on the
+# The image of the Helm chart and deploy/compose.yaml (README.md: Kubernetes). Not built on the
 # development machine (no Docker there); deploy/entrypoint.sh is tested outside Docker.
 FROM python:3.11-slim AS build
 # mysqlclient builds against MariaDB's client headers.

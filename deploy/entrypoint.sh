@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one entry point of the image, the Helm chart and deploy/compose.yaml (README-helm.md):
+# The one entry point of the image, the Helm chart and deploy/compose.yaml (README.md: Kubernetes):
 #   entrypoint.sh api              gunicorn serving /track, the API, the admin (static files by whitenoise)
 #   entrypoint.sh worker <type>    manage.py run_worker <collector|background|workflow>
 #   entrypoint.sh outbox           manage.py qcluster (django-q2: sends the outbox)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The Helm chart check with a real helm binary (README-helm.md: CI check).
+# The Helm chart check with a real helm binary (README.md: Kubernetes, CI check).
 #   devtools/helm.sh build     builds helm v3.22.0 from the Go module proxy once, cached in
 #                              var/tools/bin (ignored); prints its path
 #   devtools/helm.sh check     build, then helm lint, helm template (default values and

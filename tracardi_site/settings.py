@@ -299,7 +299,7 @@ TEMPLATES = [
     }
 ]
 
-DATABASES = {"default": database_from_url("DATABASE_URL", "sqlite:///var/tracardi.sqlite3")}
+DATABASES = {"default": database_from_url("DATABASE_URL", f"sqlite:///{VAR_DIR / 'tracardi.sqlite3'}")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"
