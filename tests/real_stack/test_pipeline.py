@@ -14,7 +14,7 @@ import requests
 from django.conf import settings
 from django.db import connection
 
-from queueing.broker import get_broker
+from queueing.broker import OutgoingMessage, get_broker
 from queueing.services import topic_backlog
 from queueing.topics import COLLECTOR, FUNCTIONS
 from storage.store import get_store
@@ -116,3 +116,39 @@ def test_the_example_workflow_on_the_real_stack(live_api, spawn, make_source, wo
         message="the workflow's changes stored",
     )
     assert "big-spender" in profile["tags"]
+
+
+def test_the_console_on_the_real_stack(admin_client, tenant):
+    """The dashboard's numbers from Pulsar's stats, and the stored data pages from
+    Elasticsearch."""
+    from queueing.sampling import record_samples
+    from queueing.topics import ALL_TOPICS
+    from storage.jobs import StorageJob
+
+    broker = get_broker()
+    broker.setup()
+    job = StorageJob(job_id="console-job", profile=None, session=None, events=[])
+    broker.publish([OutgoingMessage(topic=FUNCTIONS, key=f"k{i}", payload=job.to_payload()) for i in range(5)])
+    record_samples(broker=broker, now=1.0)
+    status = wait_for(
+        lambda: (
+            (s := admin_client.get("/admin/console/queues/status.json").json())
+            and next(t for t in s["topics"] if t["topic"] == "functions")["total"] == 5
+            and s
+        ),
+        timeout=30,
+        message="the backlog of 5 on the dashboard",
+    )
+    assert {t["topic"] for t in status["topics"]} == set(ALL_TOPICS)
+    functions = next(t for t in status["topics"] if t["topic"] == "functions")
+    assert sum(p["count"] for p in functions["backlog"]) == 5
+    store = get_store()
+    store.setup()  # this test's tenant: its index templates
+    event = {
+        "id": "console-e1", "type": "purchase", "source": {"id": "s"}, "session": {"id": "cs"},
+        "profile": {"id": "cp"}, "metadata": {"time": {"insert": "2026-11-29T10:00:00+00:00"}},
+    }  # fmt: skip
+    store.save_events([event])
+    store.refresh()
+    listing = admin_client.get("/admin/console/data/events/?type=purchase").content.decode()
+    assert "console-e1" in listing
