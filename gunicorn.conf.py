@@ -10,7 +10,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tracardi_site.settings")
 
 def on_starting(server: object) -> None:
     """The master starts the whole set of API processes: their metric files start empty, and
-    the workers it forks inherit PROMETHEUS_MULTIPROC_DIR=<METRICS_DIR>/api."""
+    the workers it forks inherit PROMETHEUS_MULTIPROC_DIR=<METRICS_DIR>/api-<master pid>."""
     from tracardi_site.observability import own_metrics_dir
 
     own_metrics_dir("api")

@@ -26,10 +26,28 @@ def reset_metrics_dir(path: Path) -> None:
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def own_metrics_dir(role: str) -> Path:
-    """Makes this process (and the children it starts from now on) write to METRICS_DIR/<role>,
-    emptied first. Call before prometheus_client is imported in the processes that record."""
-    path = Path(settings.METRICS_DIR) / role
+    """Makes this process (and the children it starts from now on) write to
+    METRICS_DIR/<role>-<pid>, new and empty. Per master process, not per role: two gunicorns
+    (or two run_workers) on one host must not empty each other's live files; the directories
+    of masters that are gone are removed. Call before prometheus_client is imported in the
+    processes that record."""
+    base = Path(settings.METRICS_DIR)
+    for old in base.glob(f"{role}-*"):
+        pid = old.name.rsplit("-", 1)[1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    path = base / f"{role}-{os.getpid()}"
     reset_metrics_dir(path)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
     return path

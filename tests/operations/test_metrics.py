@@ -56,7 +56,7 @@ def test_counters_add_up_across_gunicorn_workers_and_worker_processes(
     assert value(after, "tracardi_track_requests_total", status="200", source=source.id) == REQUESTS
     assert value(after, "tracardi_track_seconds_count") - value(before, "tracardi_track_seconds_count") >= REQUESTS
     assert value(after, "tracardi_publish_seconds_count") - value(before, "tracardi_publish_seconds_count") >= REQUESTS
-    api_files = list((Path(settings.METRICS_DIR) / "api").glob("counter_*.db"))
+    api_files = list(Path(settings.METRICS_DIR).glob("api-*/counter_*.db"))
     assert len(api_files) >= 2, f"both gunicorn workers count: {api_files}"
     backlog = [ls for (n, ls) in after if n == "tracardi_queue_backlog"]
     assert {dict(ls)["topic"] for ls in backlog} >= {"functions", "collector", "workflow", "functions-DLQ"}
@@ -90,12 +90,13 @@ def test_run_workers_empties_its_metrics_directory_and_its_workers_write_there(s
     worker_settings("background", enabled=True)
     worker_settings("collector", enabled=False)
     worker_settings("workflow", enabled=False)
-    workers_dir = Path(settings.METRICS_DIR) / "workers"
-    workers_dir.mkdir(parents=True, exist_ok=True)
-    stale = workers_dir / "counter_999999999.db"
+    stale_dir = Path(settings.METRICS_DIR) / "workers-999999999"  # a run_workers that is gone
+    stale_dir.mkdir(parents=True, exist_ok=True)
+    stale = stale_dir / "counter_999999999.db"
     stale.write_bytes(b"left by an earlier run")
     supervisor = spawn("run_workers", env={"OUTBOX_RUN_CLUSTER": "false"})
-    wait_for(lambda: not stale.exists(), timeout=30, message=f"run_workers emptied {workers_dir}")
+    workers_dir = Path(settings.METRICS_DIR) / f"workers-{supervisor.pid}"
+    wait_for(lambda: not stale.exists(), timeout=30, message="run_workers removed a gone run_workers' files")
     wait_for(
         lambda: [f for f in workers_dir.glob("counter_*.db") if f.stem != f"counter_{supervisor.pid}"],
         timeout=60,
