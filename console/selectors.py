@@ -16,7 +16,7 @@ from queueing.health import WorkerState, listed_workers
 from queueing.metrics import Point, oldest_age, point_before, rate
 from queueing.models import BacklogSample, WorkerHeartbeat, WorkerSample, WorkerSettings, WorkerType
 from queueing.sampling import processed_by_type, slot_of
-from queueing.services import topic_backlog
+from queueing.selectors import topic_backlog
 from queueing.topics import ALL_TOPICS, DLQ_SUFFIX, NAMESPACE
 from queueing.worker import get_worker_settings
 

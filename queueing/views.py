@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from queueing.broker import get_broker
-from queueing.services import topic_backlog
+from queueing.selectors import topic_backlog
 from queueing.topics import find_topic
 
 

@@ -253,9 +253,11 @@ class Worker:
             log.info("Worker %s stopped after %d message(s)", self.worker_type, self.processed)
 
 
-# Worker types and their classes; imported only when a worker of that type starts.
-WORKER_CLASSES = {
-    "collector": "tracking.workers.collector.CollectorWorker",
-    "background": "storage.workers.background.BackgroundWorker",
-    "workflow": "workflows.worker.WorkflowWorker",
-}
+# Worker types and their classes (dotted paths: imported only when a worker of that type
+# starts). Each app registers its own in AppConfig.ready(), so adding a worker type touches
+# only its app (docs/architecture.md, section 5).
+WORKER_CLASSES: dict[str, str] = {}
+
+
+def register_worker(worker_type: str, dotted_class: str) -> None:
+    WORKER_CLASSES[worker_type] = dotted_class

@@ -13,12 +13,12 @@ from django.db import connection
 
 from queueing.broker import OutgoingMessage, get_broker
 from queueing.models import QueueMessage
-from queueing.services import topic_backlog
+from queueing.selectors import topic_backlog
 from queueing.topics import COLLECTOR, FUNCTIONS
 from storage.store import get_store
 from storage.workers.background import BackgroundWorker
-from tests.conftest import start_api
 from tests.helpers import REFERENCE_PAYLOAD, let_api_caches_expire, payload, wait_for
+from tests.support.processes import start_api
 from tracking.models import SessionIdentity
 from tracking.views import COLLECTOR_DISABLED_WARNING
 

@@ -11,7 +11,8 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.support.processes import ROOT
+from tests.support.security import assert_strict_policy
 
 PAGES = [
     "/admin/",
@@ -32,13 +33,6 @@ def test_admin_and_console_pages_allow_scripts_and_styles_from_the_site_only(adm
 @pytest.mark.django_db
 def test_the_login_page_has_the_policy_too(client):
     assert_strict_policy(client.get("/admin/login/"))
-
-
-def assert_strict_policy(response) -> None:
-    assert response.status_code == 200
-    policy = response["Content-Security-Policy"]
-    assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
-    assert "unsafe-inline" not in policy
 
 
 @pytest.mark.django_db

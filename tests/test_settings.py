@@ -9,7 +9,7 @@ import sys
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from tests.conftest import ROOT
+from tests.support.processes import ROOT
 from tracardi_site.settings import env_fault_injection
 
 

@@ -14,9 +14,11 @@ class WorkflowsConfig(AppConfig):
     verbose_name = "Workflows"
 
     def ready(self) -> None:
+        from queueing.worker import register_worker
         from storage.workers.background import AFTER_STORE
         from workflows.services import workflow_messages
 
+        register_worker("workflow", "workflows.worker.WorkflowWorker")
         post_migrate.connect(_ensure_outbox_schedule, sender=self, dispatch_uid="workflows.outbox.schedule")
         # Stored events that match an enabled trigger go to system/workflow.
         if workflow_messages not in AFTER_STORE:

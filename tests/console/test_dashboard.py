@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 from selenium.webdriver.common.by import By
 
 from queueing.broker import OutgoingMessage, get_broker
-from queueing.services import topic_backlog
+from queueing.selectors import topic_backlog
 from queueing.topics import FUNCTIONS, partition_for
 from tests.helpers import wait_for
 

@@ -22,8 +22,8 @@ from django_q.models import Schedule
 from console.logs.handler import ShippingHandler
 from console.logs.services import PRUNE_SCHEDULE_NAME, ensure_prune_schedule, prune_logs
 from console.models import LogDrops, LogLine
-from tests.conftest import ROOT
 from tests.helpers import wait_for
+from tests.support.processes import ROOT
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -18,7 +18,7 @@ from queueing.broker import OutgoingMessage, get_broker
 from queueing.topics import FUNCTIONS
 from storage.store import get_store
 from tests.helpers import payload, wait_for
-from tests.test_security_headers import assert_strict_policy
+from tests.support.security import assert_strict_policy
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

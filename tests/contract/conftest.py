@@ -18,7 +18,7 @@ from queueing.backends.database import DatabaseBroker
 from queueing.broker import Broker
 from storage.backends.database import DatabaseStore
 from storage.store import Store
-from tests.conftest import require_engine
+from tests.support.processes import require_engine
 
 
 @pytest.fixture(params=["database", "pulsar"])

@@ -15,11 +15,11 @@ from django.conf import settings
 from django.db import connection
 
 from queueing.broker import OutgoingMessage, get_broker
-from queueing.services import topic_backlog
+from queueing.selectors import topic_backlog
 from queueing.topics import COLLECTOR, FUNCTIONS
 from storage.store import get_store
-from tests.conftest import ROOT
 from tests.helpers import let_api_caches_expire, payload, wait_for
+from tests.support.processes import ROOT
 from tests.test_end_to_end import reference_payload_flows_through_the_workers
 
 REAL_STACK = (
@@ -94,7 +94,7 @@ def test_event_ids_and_retries_on_the_real_stack(live_api, spawn, make_source, w
 def test_the_example_workflow_on_the_real_stack(live_api, spawn, make_source, worker_settings, receiver):
     """Stored on Elasticsearch, triggered through Pulsar, the CRM called by the django-q2
     cluster on MySQL, the profile changed through the storage path."""
-    from tests.workflows.test_workflow_pipeline import example_to
+    from tests.workflows.helpers import example_to
     from workflows.definitions import import_workflow
 
     make_source(id="locust-test")

@@ -13,7 +13,7 @@ from queueing.topics import FUNCTIONS
 from storage.jobs import StorageJob
 from storage.store import StoreUnavailable
 from storage.workers.background import BackgroundWorker
-from tests.conftest import free_port
+from tests.support.processes import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

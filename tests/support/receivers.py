@@ -3,7 +3,6 @@ both scriptable and both recording what they received."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections import deque
@@ -15,11 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from aiosmtpd.controller import Controller
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support.processes import free_port
 
 
 @dataclass

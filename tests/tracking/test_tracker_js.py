@@ -11,8 +11,8 @@ import pytest
 import requests
 
 from storage.store import get_store
-from tests.conftest import free_port
 from tests.helpers import drain, let_api_caches_expire, wait_for
+from tests.support.processes import free_port
 from tests.support.receivers import PageServer
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -14,8 +14,8 @@ from django.test import Client, override_settings
 
 from queueing.models import QueueMessage
 from storage.store import get_store
-from tests.conftest import start_api
 from tests.helpers import drain, payload
+from tests.support.processes import start_api
 from tracking.models import BridgeType, SessionIdentity
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -47,6 +47,13 @@ COUNTER = {
 }
 
 
+def example_to(url: str) -> dict[str, Any]:
+    """The README's example workflow, calling `url` instead of its CRM."""
+    definition = copy.deepcopy(EXAMPLE)
+    definition["nodes"][3]["config"]["url"] = url
+    return definition
+
+
 def example() -> dict[str, Any]:
     return copy.deepcopy(EXAMPLE)
 

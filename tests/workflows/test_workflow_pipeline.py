@@ -3,7 +3,6 @@ cluster as processes, a real HTTP receiver as the CRM."""
 
 from __future__ import annotations
 
-import copy
 import json
 
 import pytest
@@ -12,17 +11,11 @@ from django.core.exceptions import ValidationError
 
 from storage.store import get_store
 from tests.helpers import let_api_caches_expire, payload, wait_for
-from tests.workflows.helpers import COUNTER, EXAMPLE
+from tests.workflows.helpers import COUNTER, example_to
 from workflows.definitions import import_workflow, publish, rollback
 from workflows.models import RunStatus, Workflow, WorkflowRun
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def example_to(url: str) -> dict:
-    definition = copy.deepcopy(EXAMPLE)
-    definition["nodes"][3]["config"]["url"] = url
-    return definition
 
 
 @pytest.fixture

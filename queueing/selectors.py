@@ -1,4 +1,4 @@
-"""Queue read models shared by the backlog API and the console."""
+"""Reads of the queues shared by the backlog API and the console (a selector: it writes nothing)."""
 
 from __future__ import annotations
 
