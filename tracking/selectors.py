@@ -23,11 +23,15 @@ T = TypeVar("T")
 
 
 class TTLCache(Generic[T]):
-    """A small thread-safe LRU whose entries expire; unknown keys are cached too (bounded)."""
+    """A small thread-safe LRU whose entries expire; unknown keys are cached too (bounded),
+    unless `keep` says a loaded value is not to be kept."""
 
-    def __init__(self, *, ttl: Callable[[], float], max_entries: int = 10_000) -> None:
+    def __init__(
+        self, *, ttl: Callable[[], float], max_entries: int = 10_000, keep: Callable[[T], bool] = lambda _: True
+    ) -> None:
         self._ttl = ttl
         self._max = max_entries
+        self._keep = keep
         self._items: OrderedDict[str, tuple[float, T]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -39,6 +43,8 @@ class TTLCache(Generic[T]):
                 self._items.move_to_end(key)
                 return hit[1]
         value = load(key)
+        if not self._keep(value):
+            return value
         with self._lock:
             self._items[key] = (now + self._ttl(), value)
             self._items.move_to_end(key)
@@ -152,25 +158,19 @@ def get_rules() -> RuleSet:
 # profile once written, so the API reads it once per process instead of once per request
 # (it was 15 % of a request). Only found sessions are kept: an unknown one must be
 # registered. Bounded in size, and in time so a profile deleted (GDPR) stops being named.
-_known_sessions: dict[str, tuple[float, str]] = {}
-KNOWN_SESSIONS_KEPT = 100_000
 KNOWN_SESSION_SECONDS = 60.0
+_known_sessions: TTLCache[str | None] = TTLCache(
+    ttl=lambda: KNOWN_SESSION_SECONDS, max_entries=100_000, keep=lambda profile_id: profile_id is not None
+)
 
 
 def known_profile(session_id: str) -> str | None:
-    now = time.monotonic()
-    hit = _known_sessions.get(session_id)
-    if hit is not None and hit[0] > now:
-        return hit[1]
-    profile_id = SessionIdentity.objects.filter(session_id=session_id).values_list("profile_id", flat=True).first()
-    if profile_id is not None:
-        if len(_known_sessions) >= KNOWN_SESSIONS_KEPT:
-            _known_sessions.clear()  # simpler than LRU order, and rare: a full cache refills in seconds
-        _known_sessions[session_id] = (now + KNOWN_SESSION_SECONDS, profile_id)
-    return profile_id
+    def load(_key: str) -> str | None:
+        return SessionIdentity.objects.filter(session_id=session_id).values_list("profile_id", flat=True).first()
+
+    return _known_sessions.get(session_id, load)
 
 
 def clear_caches() -> None:
-    for cache in (_sources, _collector_enabled, _preflight, _rules):
+    for cache in (_sources, _collector_enabled, _preflight, _rules, _known_sessions):
         cache.clear()
-    _known_sessions.clear()
