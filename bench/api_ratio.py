@@ -17,7 +17,6 @@ import argparse
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -25,6 +24,7 @@ import time
 from pathlib import Path
 
 import requests
+from benchlib import ensure_wrk, start, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / "var" / "bench-api"
@@ -40,13 +40,6 @@ PHASES = [
     ("queue mode, 1 event", "/track", 1, True, 0.3),
     ("default mode, 1 event", "/track", 1, False, 0.3),
 ]
-
-
-def ensure_wrk() -> str:
-    if not shutil.which("wrk"):
-        sudo = [] if os.geteuid() == 0 else ["sudo"]
-        subprocess.run([*sudo, "apt-get", "install", "-y", "-qq", "wrk"], check=True, stdout=subprocess.DEVNULL)
-    return shutil.which("wrk") or "wrk"
 
 
 def wrk_round(wrk: str, *, path: str, per_request: int, queue: bool, seconds: int) -> dict[str, float]:
@@ -80,11 +73,10 @@ def main() -> None:
          "WorkerSettings.objects.filter(worker_type='collector').update(enabled=True)"],
         cwd=ROOT, env=env, check=True,
     )  # fmt: skip
-    log = (BENCH_DIR / "gunicorn.log").open("wb")
-    web = subprocess.Popen(
+    web = start(
         [sys.executable, "-m", "gunicorn", "bench.bare:application", "-b", f"127.0.0.1:{PORT}",
          *args.gunicorn.split()],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        BENCH_DIR / "gunicorn.log", env=env,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 30
@@ -118,8 +110,7 @@ def main() -> None:
                   f"{ratio:6.2f} {'' if target is None else f'>= {target}':>7s}  {verdict}"
                   + (f"  ({int(failures[name])} non-2xx)" if failures[name] else ""))  # fmt: skip
     finally:
-        web.send_signal(signal.SIGTERM)
-        web.wait(60)
+        stop(web)
 
 
 if __name__ == "__main__":

@@ -15,11 +15,12 @@ import argparse
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from benchlib import ensure_wrk, start, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / "var" / "bench"
@@ -33,27 +34,6 @@ os.environ.setdefault("DATABASE_URL", f"sqlite:///{BENCH_DIR / 'bench.sqlite3'}"
 # A tenant of its own: on Pulsar and Elasticsearch its topics and indices start empty.
 os.environ.setdefault("TENANT", f"bench{int(time.time())}")
 sys.path.insert(0, str(ROOT))
-
-
-def ensure_wrk() -> str:
-    if not shutil.which("wrk"):
-        print("bench: installing wrk (Debian package)")
-        sudo = [] if os.geteuid() == 0 else ["sudo"]
-        subprocess.run([*sudo, "apt-get", "install", "-y", "-qq", "wrk"], check=True, stdout=subprocess.DEVNULL)
-    return shutil.which("wrk") or "wrk"
-
-
-def start(args: list[str], log: str) -> subprocess.Popen:
-    out = (BENCH_DIR / log).open("wb")
-    return subprocess.Popen(args, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(60)
-    except subprocess.TimeoutExpired:
-        process.kill()
 
 
 def run_wrk(wrk: str, *, seconds: int, connections: int, per_request: int, queue: bool) -> dict[str, float]:
@@ -103,9 +83,9 @@ def main() -> None:
             "-w",
             str(args.web_workers),
         ],
-        "gunicorn.log",
+        BENCH_DIR / "gunicorn.log",
     )
-    workers = start([sys.executable, "manage.py", "run_workers"], "workers.log")
+    workers = start([sys.executable, "manage.py", "run_workers"], BENCH_DIR / "workers.log")
     try:
         time.sleep(3)
         print(

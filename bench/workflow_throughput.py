@@ -25,8 +25,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -35,6 +33,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import requests
+from benchlib import start, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / "var" / "bench-workflow"
@@ -72,18 +71,6 @@ class Receiver:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
-
-def start(args: list[str], log: str) -> subprocess.Popen:
-    return subprocess.Popen(args, cwd=ROOT, stdout=(BENCH_DIR / log).open("wb"), stderr=subprocess.STDOUT)
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(60)
-    except subprocess.TimeoutExpired:
-        process.kill()
 
 
 def send(events: int, *, phase: str) -> dict[str, float]:
@@ -173,9 +160,10 @@ def main() -> None:
     Workflow.objects.filter(pk=workflow.pk).update(enabled=False)
 
     web = start(
-        [sys.executable, "-m", "gunicorn", "tracardi_site.wsgi", "-b", f"127.0.0.1:{PORT}", "-w", "2"], "web.log"
+        [sys.executable, "-m", "gunicorn", "tracardi_site.wsgi", "-b", f"127.0.0.1:{PORT}", "-w", "2"],
+        BENCH_DIR / "web.log",
     )
-    workers = start([sys.executable, "manage.py", "run_workers"], "workers.log")
+    workers = start([sys.executable, "manage.py", "run_workers"], BENCH_DIR / "workers.log")
     try:
         wait("the API start", lambda: _up())
         print(
