@@ -164,3 +164,25 @@ def test_collect_answers_503_with_retry_after_while_the_broker_cannot_publish(pr
         assert requests.post(f"{url}/collect/a/{source.id}", json={"x": 1}, timeout=10).status_code == 200
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(
+    "body, status_code",
+    [
+        ('{"a":' * 70 + "{}" + "}" * 70, 422),  # deeper than TRACK_MAX_DEPTH
+        ('{"a":' * 5000 + "{}" + "}" * 5000, 422),  # deeper than the parser's own limit
+        ('{"s": "' + "x" * 500_000 + '"}', 200),  # a huge string within the body limit
+        ('"\\ud800"', 400),  # a lone surrogate
+        ("NaN", 400),
+    ],
+)
+def test_hostile_bodies_get_a_clear_answer_never_a_500(client, webhook, worker_settings, body, status_code):
+    response = client.post(f"/collect/a/{webhook.id}", data=body, content_type="application/json")
+    assert response.status_code == status_code, response.content[:200]
+    assert response["Content-Type"] == "application/json"
+
+
+def test_an_event_type_too_long_for_an_event_is_422(client, webhook):
+    response = client.post(f"/collect/{'t' * 300}/{webhook.id}", data="{}", content_type="application/json")
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["path"] == "$.events[0].type"
