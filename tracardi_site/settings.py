@@ -142,11 +142,12 @@ def database_from_url(name: str, default: str) -> dict:
             "CONN_MAX_AGE": None,
             "OPTIONS": {
                 # WAL lets readers run beside the one writer; IMMEDIATE takes the write
-                # lock at BEGIN so two writers never deadlock on a lock upgrade; FULL syncs
-                # every commit, so what /track confirmed survives a power cut too.
+                # lock at BEGIN so two writers never deadlock on a lock upgrade; NORMAL
+                # because the engine syncs every commit itself, outside the write lock
+                # (queueing/sqlite/base.py): what /track confirmed survives a power cut too.
                 "timeout": timeout,
                 "transaction_mode": "IMMEDIATE",
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
             },
             "TEST": {"NAME": str(path.with_name(path.stem + "-test" + path.suffix))},
         }

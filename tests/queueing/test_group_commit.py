@@ -51,7 +51,7 @@ def publish_concurrently(committer: GroupCommitter, writer: HeldWriter, rows: li
         futures = [pool.submit(publish, 0)]
         assert writer.entered.wait(10)  # the first transaction is open and held
         futures += [pool.submit(publish, i) for i in range(1, len(rows))]
-        wait_for(lambda: committer._queue.qsize() == len(rows) - 1, timeout=10, message="every publish queued")
+        wait_for(lambda: committer.waiting() == len(rows) - 1, timeout=10, message="every publish queued")
         writer.release.set()
         for future in futures:
             future.result(timeout=30)

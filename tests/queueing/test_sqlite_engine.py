@@ -3,6 +3,7 @@ keeps the database files private."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 import stat
@@ -15,6 +16,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import OperationalError, connection, transaction
 
+from queueing.models import QueueCounter
 from queueing.sqlite.base import DatabaseWrapper
 from tracardi_site.settings import private_dir
 
@@ -118,3 +120,32 @@ def test_a_shared_directory_is_refused_as_var_dir_not_narrowed(tmp_path):
     with pytest.raises(ImproperlyConfigured, match="a directory of this user's own is required, not a shared one"):
         private_dir("VAR_DIR", shared)
     assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
+
+
+def test_a_commit_returns_after_its_write_ahead_log_is_synced_and_outside_the_write_lock(monkeypatch):
+    """synchronous=NORMAL plus the engine's own fdatasync of the -wal: durable like FULL,
+    with the flush outside the lock. A power cut cannot be staged here, so the test watches
+    the boundary we do not own, the kernel call, and what the lock looks like during it."""
+    synced: list[tuple[str, bool]] = []
+    real_fdatasync = os.fdatasync
+    lock_path = f"{connection.settings_dict['NAME']}.writelock"
+
+    def fdatasync(fd: int) -> None:
+        probe = os.open(lock_path, os.O_RDWR)
+        try:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free: the lock was released first
+            fcntl.flock(probe, fcntl.LOCK_UN)
+            free = True
+        except BlockingIOError:
+            free = False
+        finally:
+            os.close(probe)
+        synced.append((os.readlink(f"/proc/self/fd/{fd}"), free))
+        real_fdatasync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    with connection.cursor() as cursor:
+        assert cursor.execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL: no fsync in the commit
+    with transaction.atomic():
+        QueueCounter.objects.create(topic="synced")
+    assert synced == [(f"{connection.settings_dict['NAME']}-wal", True)]
