@@ -19,8 +19,8 @@ from storage.store import get_store
 from storage.workers.background import BackgroundWorker
 from tests.helpers import REFERENCE_PAYLOAD, let_api_caches_expire, payload, wait_for
 from tests.support.processes import start_api
+from tracking.accept import COLLECTOR_DISABLED_WARNING
 from tracking.models import SessionIdentity
-from tracking.views import COLLECTOR_DISABLED_WARNING
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -18,13 +18,16 @@ from django.utils import timezone
 from django.views import defaults
 from django.views.decorators.http import require_safe
 from rest_framework import status
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.permissions import AllowAny
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from queueing.broker import BrokerUnavailable, get_broker
 from tracking import selectors, services, telemetry
+from tracking.accept import TrackError, accept, invalid
 from tracking.encoding import BodyDecodingError, decode_body
 from tracking.models import BotFilter, BridgeType
 from tracking.schema import track_schema, webhook_schema
@@ -33,33 +36,8 @@ from tracking.visits import parse_user_agent
 
 logger = logging.getLogger(__name__)
 
-COLLECTOR_DISABLED_WARNING = (
-    "options.queue was requested but the collector worker is disabled (worker.collector.enabled is false); "
-    "the payload was processed by the API instead."
-)
-NO_EVENTS_WARNING = "The payload has no events; nothing was stored."
 ACCEPTED_ENCODINGS = "gzip, deflate"
-NOTHING_SAVED = {
-    "events": {"saved": 0, "errors": [], "ids": []},
-    "session": {"saved": 0, "ids": []},
-    "profile": {"saved": 0, "ids": []},
-}
 CORS_ALLOW_HEADERS = "Content-Type, Authorization, X-Requested-With"
-
-
-class TrackError(Exception):
-    def __init__(self, status_code: int, detail: str, errors: list[dict[str, str]] | None = None) -> None:
-        self.status_code, self.detail, self.errors = status_code, detail, errors
-
-
-def invalid(errors: list[dict[str, str]], prefix: str = "Invalid payload") -> TrackError:
-    """422 whose detail names the first problem: clients that show only `detail` (Tracardi's
-    SDK does) still tell their user what to fix."""
-    first = errors[0]
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return TrackError(
-        status.HTTP_422_UNPROCESSABLE_ENTITY, f"{prefix}: {first['path']}: {first['message']}{more}", errors
-    )
 
 
 def read_body(request: Request) -> bytes:
@@ -186,6 +164,23 @@ def reject_bots(request: Request, source: selectors.SourceSnapshot | None) -> No
         raise TrackError(status.HTTP_401_UNAUTHORIZED, "Bot traffic is not accepted by this event source.")
 
 
+def json_response(body: dict[str, Any], status_code: int) -> HttpResponse:
+    """The answer of /track, serialized by orjson: DRF's Response renders with the standard
+    json module, several times slower for this body (bench/api_ratio.py)."""
+    return HttpResponse(orjson.dumps(body), status=status_code, content_type="application/json")
+
+
+class JsonOnly(BaseContentNegotiation):
+    """/track answers JSON whatever the Accept header says, as Tracardi's does: nothing to
+    negotiate per request."""
+
+    def select_parser(self, request: Request, parsers: list) -> None:
+        return None
+
+    def select_renderer(self, request: Request, renderers: list, format_suffix: str | None = None) -> tuple:
+        return renderers[0], renderers[0].media_type
+
+
 def request_meta(request: Request) -> services.RequestMeta:
     return services.RequestMeta(
         ip=request.META.get("REMOTE_ADDR"),
@@ -198,13 +193,15 @@ class TrackView(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
     parser_classes: list = []  # the body is read and parsed here, with its own limits
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = JsonOnly
     bridge: str = BridgeType.REST
 
     @track_schema()
-    def post(self, request: Request) -> Response:
+    def post(self, request: Request) -> HttpResponse:
         return self.respond(request, lambda: parse_payload(decoded_body(request)))
 
-    def respond(self, request: Request, read_payload: Callable[[], dict[str, Any]]) -> Response:
+    def respond(self, request: Request, read_payload: Callable[[], dict[str, Any]]) -> HttpResponse:
         """The one path of every bridge: read, verify the source, validate, accept; the errors
         and the 503 are answered the same whichever way the payload came."""
         started = time.perf_counter()
@@ -218,7 +215,7 @@ class TrackView(APIView):
 
     def process(
         self, request: Request, read_payload: Callable[[], dict[str, Any]]
-    ) -> tuple[Response, selectors.SourceSnapshot | None]:
+    ) -> tuple[HttpResponse, selectors.SourceSnapshot | None]:
         source = None
         try:
             data = read_payload()
@@ -230,86 +227,20 @@ class TrackView(APIView):
                 valid = validate_track_payload(data)
             except PayloadInvalid as exc:
                 raise invalid(exc.errors) from None
-            response = self.accept(request, source, valid)
+            outcome = accept(broker=get_broker(), source=source, payload=valid, meta=request_meta(request))
+            response = json_response(outcome.body, outcome.status_code)
         except TrackError as exc:
-            body = {"detail": exc.detail} | ({"errors": exc.errors} if exc.errors else {})
-            response = Response(body, status=exc.status_code)
+            response = json_response(exc.body(), exc.status_code)
             if exc.status_code == status.HTTP_415_UNSUPPORTED_MEDIA_TYPE:
                 response["Accept-Encoding"] = ACCEPTED_ENCODINGS
         except (BrokerUnavailable, DatabaseError):
             logger.exception("Could not accept a /track payload")
-            response = Response(
+            response = json_response(
                 {"detail": "The event queue is unavailable; nothing was accepted. Retry later."},
-                status=status.HTTP_503_SERVICE_UNAVAILABLE,
-                headers={"Retry-After": str(settings.TRACK_RETRY_AFTER_SECONDS)},
+                status.HTTP_503_SERVICE_UNAVAILABLE,
             )
+            response["Retry-After"] = str(settings.TRACK_RETRY_AFTER_SECONDS)
         return response, source
-
-    def accept(self, request: Request, source: selectors.SourceSnapshot, payload: dict[str, Any]) -> Response:
-        if not payload["events"]:
-            profile_id = (payload.get("profile") or {}).get("id")
-            session_id = (payload.get("session") or {}).get("id")
-            return self.answer(
-                profile={"id": profile_id} if profile_id else None,
-                session=session_id,
-                events=[],
-                warnings=[NO_EVENTS_WARNING],
-                debugging=NOTHING_SAVED,
-            )
-        rules = selectors.get_rules()  # one snapshot for the validation and the processing
-        validation = services.validate_events(source=source, payload=payload, rules=rules)
-        errors = services.with_payload_paths(validation)
-        if errors and source.strict_validation:
-            raise invalid(errors, "Invalid event; this event source stores nothing from an invalid payload")
-        warnings = [f"{e['path']}: {e['message']}" for e in errors]
-        meta = request_meta(request)
-        queued = payload["options"]["queue"] and selectors.collector_enabled()
-        if payload["options"]["queue"] and not queued:
-            warnings.append(COLLECTOR_DISABLED_WARNING)
-        if queued:
-            result = services.enqueue(broker=get_broker(), source=source, payload=payload, meta=meta)
-        else:
-            result = services.track(
-                broker=get_broker(), source=source, payload=payload, meta=meta, rules=rules, validation=validation
-            )
-        identity = result.identity
-        profile = {"id": identity.profile_id} if identity.profile_id else None
-        if profile and payload["options"]["profile"]:
-            profile = services.profile_after(source=source, payload=payload, meta=meta, result=result, rules=rules)
-        return self.answer(
-            profile=profile,
-            session=identity.session_id,
-            events=result.event_ids,
-            warnings=warnings,
-            task=result.task_id,
-            debugging=services.debugging_summary(source=source, payload=payload, result=result),
-            status_code=status.HTTP_201_CREATED if queued else status.HTTP_200_OK,
-        )
-
-    @staticmethod
-    def answer(
-        *,
-        profile: dict[str, Any] | None,
-        session: str | None,
-        events: list[str],
-        debugging: dict[str, Any],
-        warnings: list[str] | None = None,
-        task: str | None = None,
-        status_code: int = status.HTTP_200_OK,
-    ) -> Response:
-        body = {
-            "profile": profile,
-            "session": {"id": session} if session else None,
-            "events": events,
-            "errors": [],
-            "warnings": warnings or [],
-            "ux": [],
-            "response": {},
-            "debugging": debugging,
-        }
-        if task:
-            body["task"] = task
-        return Response(body, status=status_code)
 
     def options(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """CORS preflight: it carries no body, so any enabled source allowing the origin admits it."""
@@ -327,7 +258,7 @@ class TrackView(APIView):
         return response
 
     @staticmethod
-    def with_cors(request: Request, response: Response, source: selectors.SourceSnapshot | None) -> Response:
+    def with_cors(request: Request, response: HttpResponse, source: selectors.SourceSnapshot | None) -> HttpResponse:
         origin = request.headers.get("Origin")
         if origin and source is not None and source.allows_origin(origin):
             # The origin itself, never "*": a browser sends credentials (sendBeacon always
@@ -345,7 +276,7 @@ class WebhookView(TrackView):
     bridge = BridgeType.WEBHOOK
 
     @webhook_schema()
-    def post(self, request: Request, event_type: str, source_id: str) -> Response:  # type: ignore[override]
+    def post(self, request: Request, event_type: str, source_id: str) -> HttpResponse:  # type: ignore[override]
         return self.respond(
             request,
             lambda: webhook_payload(

@@ -13,9 +13,9 @@ from queueing.models import QueueMessage
 from storage.store import get_store
 from storage.workers.background import BackgroundWorker
 from tests.helpers import REFERENCE_PAYLOAD, payload
+from tracking.accept import COLLECTOR_DISABLED_WARNING, NO_EVENTS_WARNING
 from tracking.models import SessionIdentity
 from tracking.services import stored_event_id
-from tracking.views import COLLECTOR_DISABLED_WARNING, NO_EVENTS_WARNING
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
