@@ -24,6 +24,24 @@ from tracking.models import EventSource
 from tracking.selectors import clear_caches
 from workflows.selectors import clear_caches as clear_workflow_caches
 
+UNIT_FORBIDDEN_FIXTURES = {"db", "transactional_db", "django_db_setup", "live_server", "spawn", "live_api"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "unit: a fast test of plain functions, without database or server processes (run them: -m unit)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A unit test stays one: it may not ask for the database or the project's processes."""
+    for item in items:
+        if item.get_closest_marker("unit") is None:
+            continue
+        used = UNIT_FORBIDDEN_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if used or item.get_closest_marker("django_db"):
+            raise pytest.UsageError(f"{item.nodeid} is marked unit but uses {sorted(used) or 'django_db'}")
+
 
 @pytest.fixture
 def tenant(settings) -> str:
