@@ -18,7 +18,7 @@ from selenium.webdriver.chrome.service import Service
 
 from queueing.models import WorkerSettings
 from tests.helpers import wait_for
-from tests.support.processes import FAST_QUEUE_ENV, Process, database_url, require_engine, start_api
+from tests.support.processes import FAST_QUEUE_ENV, NO_CACHE_ENV, Process, database_url, require_engine, start_api
 from tests.support.receivers import HttpReceiver
 from tracking.models import EventSource
 from tracking.selectors import clear_caches
@@ -75,9 +75,10 @@ def _fresh_caches() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def process_env(django_db_setup: None) -> dict[str, str]:
-    """Environment for subprocesses: the test database, the same secret, fast queue timings."""
+    """Environment for subprocesses: the test database, the same secret, fast queue timings, no caches."""
     env = dict(os.environ)
     env.update(FAST_QUEUE_ENV)
+    env.update(NO_CACHE_ENV)
     env.update(
         {
             "DJANGO_SETTINGS_MODULE": "tracardi_site.settings",

@@ -5,39 +5,15 @@ from __future__ import annotations
 import os
 import signal
 import time
-import uuid
 
 import pytest
 
-from queueing.broker import OutgoingMessage, get_broker
 from queueing.models import WorkerHeartbeat, WorkerSettings
-from queueing.topics import FUNCTIONS
 from queueing.worker import format_duration
-from storage.jobs import StorageJob
 from tests.helpers import wait_for
+from tests.support.jobs import publish_event_job
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def publish_event_job(event_id: str | None = None) -> str:
-    event_id = event_id or str(uuid.uuid4())
-    job = StorageJob(
-        job_id=str(uuid.uuid4()),
-        profile=None,
-        session=None,
-        events=[
-            {
-                "id": event_id,
-                "type": "t",
-                "source": {"id": "s"},
-                "session": None,
-                "profile": None,
-                "metadata": {"time": {"insert": "2026-11-29T00:00:00+00:00"}},
-            }
-        ],
-    )
-    get_broker().publish([OutgoingMessage(topic=FUNCTIONS, key=event_id, payload=job.to_payload())])
-    return event_id
 
 
 def test_duration_format_matches_the_reference_log():
