@@ -21,7 +21,7 @@ pytestmark = pytest.mark.unit
 
 # Stands for manage.py: records its arguments, then does what the file `mode` says.
 FAKE_MANAGE_PY = """
-import os, pathlib, signal, sys, time
+import os, pathlib, signal, sys
 here = pathlib.Path(__file__).parent
 (here / f"{os.getpid()}.args").write_text(" ".join(sys.argv[1:]))
 mode = (here / "mode").read_text()
@@ -30,7 +30,7 @@ if mode == "crash":
 if mode == "ignore-sigterm":
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 (here / f"{os.getpid()}.ready").touch()
-time.sleep(120)
+signal.pause()  # runs until a signal ends it
 """
 
 # Generous limits unless a test says otherwise: nothing is judged hung by accident.
