@@ -18,11 +18,29 @@ from selenium.webdriver.chrome.service import Service
 
 from queueing.models import WorkerSettings
 from tests.helpers import wait_for
-from tests.support.processes import FAST_QUEUE_ENV, Process, database_url, require_engine, start_api
+from tests.support.processes import FAST_QUEUE_ENV, NO_CACHE_ENV, Process, database_url, require_engine, start_api
 from tests.support.receivers import HttpReceiver
 from tracking.models import EventSource
 from tracking.selectors import clear_caches
 from workflows.selectors import clear_caches as clear_workflow_caches
+
+UNIT_FORBIDDEN_FIXTURES = {"db", "transactional_db", "django_db_setup", "live_server", "spawn", "live_api"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "unit: a fast test of plain functions, without database or server processes (run them: -m unit)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A unit test stays one: it may not ask for the database or the project's processes."""
+    for item in items:
+        if item.get_closest_marker("unit") is None:
+            continue
+        used = UNIT_FORBIDDEN_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if used or item.get_closest_marker("django_db"):
+            raise pytest.UsageError(f"{item.nodeid} is marked unit but uses {sorted(used) or 'django_db'}")
 
 
 @pytest.fixture
@@ -57,9 +75,10 @@ def _fresh_caches() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def process_env(django_db_setup: None) -> dict[str, str]:
-    """Environment for subprocesses: the test database, the same secret, fast queue timings."""
+    """Environment for subprocesses: the test database, the same secret, fast queue timings, no caches."""
     env = dict(os.environ)
     env.update(FAST_QUEUE_ENV)
+    env.update(NO_CACHE_ENV)
     env.update(
         {
             "DJANGO_SETTINGS_MODULE": "tracardi_site.settings",

@@ -43,11 +43,6 @@ def payload(source_id: str, **overrides: object) -> dict:
     return body
 
 
-def let_api_caches_expire() -> None:
-    """A live API caches sources and worker settings for at most 2 seconds."""
-    time.sleep(2.05)
-
-
 def drain() -> None:
     """Runs the collector and the background worker in this process until their topics are empty."""
     from storage.workers.background import BackgroundWorker

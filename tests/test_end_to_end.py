@@ -13,50 +13,16 @@ from django.db import connection
 
 from queueing.broker import OutgoingMessage, get_broker
 from queueing.models import QueueMessage
-from queueing.selectors import topic_backlog
-from queueing.topics import COLLECTOR, FUNCTIONS
+from queueing.topics import FUNCTIONS
 from storage.store import get_store
 from storage.workers.background import BackgroundWorker
-from tests.helpers import REFERENCE_PAYLOAD, let_api_caches_expire, payload, wait_for
+from tests.helpers import payload, wait_for
 from tests.support.processes import start_api
+from tests.support.scenarios import backlog_total, reference_payload_flows_through_the_workers
 from tracking.accept import COLLECTOR_DISABLED_WARNING
 from tracking.models import SessionIdentity
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def backlog_total(topic=FUNCTIONS) -> int:
-    return topic_backlog(broker=get_broker(), topic=topic)["total"]
-
-
-def reference_payload_flows_through_the_workers(live_api: str, spawn, make_source, worker_settings) -> None:
-    """The reference page's payload, queued, through collector and background worker processes,
-    ends as profile, session and events in the store, with the backlog back to 0."""
-    make_source(id="locust-test")
-    worker_settings("collector", enabled=True)
-    worker_settings("background", enabled=True)
-    let_api_caches_expire()
-    collector = spawn("run_worker", "collector")
-    background = spawn("run_worker", "background")
-    body = {**REFERENCE_PAYLOAD, "session": {"id": str(uuid.uuid4())}}
-    response = requests.post(f"{live_api}/track", json=body, timeout=30)
-    assert response.status_code == 201, response.text
-    answer = response.json()
-    store = get_store()
-
-    def stored() -> bool:
-        store.refresh()
-        return store.get("event", answer["events"][0]) is not None
-
-    wait_for(stored, timeout=60, interval=0.2, message="the event in the store")
-    assert store.get("profile", answer["profile"]["id"])["stats"]["events"] == 1
-    assert store.get("session", body["session"]["id"])["profile"] == answer["profile"]
-    event = store.get("event", answer["events"][0])
-    assert event["type"] == "page-view" and event["properties"] == {"id": "string", "category": "string"}
-    wait_for(lambda: backlog_total(FUNCTIONS) == 0 and backlog_total(COLLECTOR) == 0, timeout=30)
-    assert collector.stop() == 0 and background.stop() == 0
-    assert "Events: Saved 4, Errors=0, ErrorIds=[]" in background.output()  # page-view and 3 system events
-    assert "Profiles: Saved 1, Errors=0, ErrorIds=[], Time=" in background.output()
 
 
 def test_reference_payload_through_collector_and_background_workers(live_api, spawn, make_source, worker_settings):
@@ -68,7 +34,6 @@ def test_queue_mode_with_the_collector_disabled_answers_200_with_the_warning(
 ):
     source = make_source()
     worker_settings("collector", enabled=False)
-    let_api_caches_expire()
     spawn("run_worker", "background")
     response = requests.post(f"{live_api}/track", json=payload(source.id, options={"queue": True}), timeout=10)
     assert response.status_code == 200

@@ -3,33 +3,15 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
 from selenium.webdriver.common.by import By
 
 from queueing.broker import OutgoingMessage, get_broker
 from queueing.selectors import topic_backlog
 from queueing.topics import FUNCTIONS, partition_for
 from tests.helpers import wait_for
+from tests.support.console import log_in, read, total
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def read(browser, script: str):
-    """Reads the page in one script: the dashboard replaces its tables on every refresh."""
-    return browser.execute_script(script)
-
-
-def total(browser, topic: str) -> str | None:
-    return read(browser, f"const t = document.getElementById('topic-{topic}'); return t && t.dataset.total;")
-
-
-def log_in(browser, url: str) -> None:
-    get_user_model().objects.create_superuser("ops", "ops@example.com", "s3cret-pass")
-    browser.get(f"{url}/admin/login/?next=/admin/")
-    browser.find_element(By.NAME, "username").send_keys("ops")
-    browser.find_element(By.NAME, "password").send_keys("s3cret-pass")
-    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
-    wait_for(lambda: "/admin/login" not in browser.current_url, timeout=10)
 
 
 def test_dashboard_shows_the_backlog_per_partition_and_refreshes_without_reloading(live_api, browser):

@@ -16,8 +16,8 @@ from storage.jobs import ProfileChange, ProfileOperation, SessionChange, Storage
 from storage.models import ProfileTombstone
 from storage.store import get_store
 from storage.workers.background import BackgroundWorker
-from tests.console.test_dashboard import log_in
 from tests.helpers import wait_for
+from tests.support.console import log_in
 from tracking.models import SessionIdentity
 
 pytestmark = pytest.mark.django_db(transaction=True)

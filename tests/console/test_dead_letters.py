@@ -12,8 +12,8 @@ from queueing.broker import OutgoingMessage, get_broker
 from queueing.topics import FUNCTIONS
 from storage.jobs import ProfileChange, ProfileOperation, StorageJob
 from storage.workers.background import BackgroundWorker
-from tests.console.test_dashboard import log_in
 from tests.helpers import wait_for
+from tests.support.console import log_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -11,9 +11,9 @@ import pytest
 from selenium.webdriver.common.by import By
 
 from queueing.models import WorkerHeartbeat, WorkerSettings
-from tests.console.test_dashboard import log_in, read, total
 from tests.helpers import wait_for
-from tests.queueing.test_workers import publish_event_job
+from tests.support.console import log_in, read, total
+from tests.support.jobs import publish_event_job
 from tests.support.processes import start_api
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-import time
+import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -11,6 +14,7 @@ from queueing.broker import OutgoingMessage
 from queueing.models import QueueMessage
 from queueing.topics import FUNCTIONS, partition_for
 from tests.helpers import wait_for
+from tests.support.processes import ROOT
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,9 +34,45 @@ def backlog_counts(broker: DatabaseBroker) -> dict[str, int]:
     return {e.partition.rsplit("-", 1)[-1]: e.count for e in broker.backlog(topic=FUNCTIONS)}
 
 
-def test_the_key_picks_a_stable_partition():
-    assert partition_for("profile-1", 4) == partition_for("profile-1", 4)
+# Computed once with queueing.topics.partition_for; a change here moves keys between partitions
+# of topics that already hold messages, which breaks per-key order across a deploy.
+KNOWN_PARTITIONS = {
+    "profile-1": (0, 4),
+    "profile-2": (2, 6),
+    "session-abc": (3, 7),
+    "a": (3, 3),
+    "ä-ünïcode": (1, 1),
+    "": (0, 0),
+}
+
+
+def test_a_known_key_maps_to_a_known_partition():
+    assert {key: (partition_for(key, 4), partition_for(key, 8)) for key in KNOWN_PARTITIONS} == KNOWN_PARTITIONS
     assert {partition_for(f"k{i}", 4) for i in range(100)} == {0, 1, 2, 3}
+
+
+def test_another_process_with_another_hash_seed_picks_the_same_partitions():
+    """Publishers and consumers are different processes: str hashing is salted per process,
+    the partition must not be."""
+    script = (
+        "import json, sys; from queueing.topics import partition_for; "
+        "print(json.dumps({k: [partition_for(k, 4), partition_for(k, 8)] for k in json.loads(sys.argv[1])}))"
+    )
+    keys = [*KNOWN_PARTITIONS, *(f"profile-{i}" for i in range(50))]
+    answers = [
+        subprocess.run(
+            [sys.executable, "-c", script, json.dumps(keys)],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout
+        for seed in ("1", "2")
+    ]
+    here = {key: [partition_for(key, 4), partition_for(key, 8)] for key in keys}
+    assert [json.loads(answer) for answer in answers] == [here, here]
 
 
 def test_publish_is_one_batch_and_the_backlog_counts_it_exactly():
@@ -82,9 +122,12 @@ def test_a_consumer_that_stops_renewing_loses_its_partitions(settings):
     assert len(taken) == 3  # then it "dies": no ack, no renewal
     other = broker.subscribe(topic=FUNCTIONS, consumer_name="other")
     assert other.receive(max_messages=10, timeout=0.2) == []
-    time.sleep(1.2)
-    other._next_maintenance = 0
-    redelivered = other.receive(max_messages=10, timeout=0.5)
+
+    def taken_over() -> list:
+        other._next_maintenance = 0  # renews now: takes the partitions whose lease expired
+        return other.receive(max_messages=10, timeout=0.1)
+
+    redelivered = wait_for(taken_over, timeout=10, message="the dead consumer's lease to expire")
     assert [m.payload["n"] for m in redelivered] == [0, 1, 2]
     assert all(m.redelivery_count == 1 for m in redelivered)
 

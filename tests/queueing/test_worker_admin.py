@@ -3,17 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
 
 from queueing.models import WorkerSettings
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def admin_client(client):
-    client.force_login(get_user_model().objects.create_superuser("root", "r@example.com", "pw"))
-    return client
 
 
 def test_worker_settings_are_edited_in_the_admin(admin_client, worker_settings):

@@ -11,7 +11,7 @@ from django.utils import timezone
 from queueing.health import HangPolicy, Health, WorkerState, listed_workers
 from queueing.models import WorkerHeartbeat
 from queueing.supervisor import Supervisor
-from tests.queueing.test_workers import publish_event_job
+from tests.support.jobs import publish_event_job
 
 POLICY = HangPolicy(heartbeat_seconds=2.0, hang_seconds=60.0, grace_seconds=30.0)
 T0 = 1_800_000_000.0  # epoch seconds

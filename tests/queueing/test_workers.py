@@ -5,39 +5,15 @@ from __future__ import annotations
 import os
 import signal
 import time
-import uuid
 
 import pytest
 
-from queueing.broker import OutgoingMessage, get_broker
 from queueing.models import WorkerHeartbeat, WorkerSettings
-from queueing.topics import FUNCTIONS
 from queueing.worker import format_duration
-from storage.jobs import StorageJob
 from tests.helpers import wait_for
+from tests.support.jobs import publish_event_job
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def publish_event_job(event_id: str | None = None) -> str:
-    event_id = event_id or str(uuid.uuid4())
-    job = StorageJob(
-        job_id=str(uuid.uuid4()),
-        profile=None,
-        session=None,
-        events=[
-            {
-                "id": event_id,
-                "type": "t",
-                "source": {"id": "s"},
-                "session": None,
-                "profile": None,
-                "metadata": {"time": {"insert": "2026-11-29T00:00:00+00:00"}},
-            }
-        ],
-    )
-    get_broker().publish([OutgoingMessage(topic=FUNCTIONS, key=event_id, payload=job.to_payload())])
-    return event_id
 
 
 def test_duration_format_matches_the_reference_log():
@@ -65,13 +41,21 @@ def test_a_running_worker_picks_up_a_new_logging_level_within_5_seconds(spawn, w
     wait_for(lambda: "Events: Saved 1" in worker.output(), timeout=20)
     assert "Invoked" not in worker.output()
     WorkerSettings.objects.filter(worker_type="background").update(logging_level="DEBUG")
-    time.sleep(5)
-    publish_event_job()
-    wait_for(
-        lambda: "DEBUG: Invoked storage.workers.background.store_bulk_jobs. Finished in 00:00." in worker.output(),
-        timeout=10,
-        message="the DEBUG Invoked line",
-    )
+    changed_at = time.monotonic()
+    jobs: list[tuple[float, float]] = []  # (published at, seconds until stored) of each job
+
+    def a_job_logs_at_debug() -> bool:
+        """One more job, stored before the next: the first batch after the refresh logs the line."""
+        stored = worker.output().count("Events: Saved 1")
+        published = time.monotonic()
+        publish_event_job()
+        wait_for(lambda: worker.output().count("Events: Saved 1") > stored, timeout=10, message="the job stored")
+        jobs.append((published, time.monotonic() - published))
+        return "DEBUG: Invoked storage.workers.background.store_bulk_jobs. Finished in 00:00." in worker.output()
+
+    wait_for(a_job_logs_at_debug, timeout=20, interval=0.2, message="the DEBUG Invoked line")
+    # The first job published once the new level applies logs the line: within 5 s, plus one job.
+    assert jobs[-1][0] - changed_at <= 5.0 + max(seconds for _, seconds in jobs) + 0.2
 
 
 def test_the_bulker_waits_for_min_batch_size_or_max_time_in_buffer(worker_settings):

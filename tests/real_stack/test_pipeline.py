@@ -18,9 +18,9 @@ from queueing.broker import OutgoingMessage, get_broker
 from queueing.selectors import topic_backlog
 from queueing.topics import COLLECTOR, FUNCTIONS
 from storage.store import get_store
-from tests.helpers import let_api_caches_expire, payload, wait_for
+from tests.helpers import payload, wait_for
 from tests.support.processes import ROOT
-from tests.test_end_to_end import reference_payload_flows_through_the_workers
+from tests.support.scenarios import reference_payload_flows_through_the_workers
 
 REAL_STACK = (
     connection.vendor == "mysql" and settings.QUEUE_BACKEND == "pulsar" and settings.STORE_BACKEND == "elasticsearch"
@@ -66,7 +66,6 @@ def test_event_ids_and_retries_on_the_real_stack(live_api, spawn, make_source, w
     source = make_source()
     worker_settings("collector", enabled=True)
     worker_settings("background", enabled=True)
-    let_api_caches_expire()
     spawn("run_worker", "collector")
     spawn("run_worker", "background")
     url = f"{live_api}/track"
@@ -101,7 +100,6 @@ def test_the_example_workflow_on_the_real_stack(live_api, spawn, make_source, wo
     worker_settings("background", enabled=True)
     worker_settings("workflow", enabled=True)
     import_workflow(example_to(receiver.url), user="test")
-    let_api_caches_expire()
     for worker_type in ("background", "workflow"):
         spawn("run_worker", worker_type)
     spawn("qcluster")

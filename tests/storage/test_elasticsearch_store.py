@@ -13,6 +13,7 @@ from queueing.topics import FUNCTIONS
 from storage.jobs import StorageJob
 from storage.store import StoreUnavailable
 from storage.workers.background import BackgroundWorker
+from tests.helpers import wait_for
 from tests.support.processes import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -72,12 +73,22 @@ def test_while_the_store_is_down_the_worker_keeps_the_batch_and_spends_no_redeli
     broker.publish([OutgoingMessage(topic=FUNCTIONS, key="k", payload=job.to_payload())])
     down = ElasticsearchStore(hosts=[f"http://127.0.0.1:{free_port()}"], attempts=2, backoff=0.01)
     worker = BackgroundWorker(broker=broker, store=down)
-    stopper = threading.Timer(3.5, lambda: setattr(worker, "stopping", True))  # as SIGTERM does
+
+    def retries() -> list[str]:
+        return [r.getMessage() for r in list(caplog.records) if "retrying the batch of 1" in r.getMessage()]
+
+    def stop_after_the_second_retry() -> None:
+        try:
+            wait_for(lambda: len(retries()) >= 2, timeout=60, message="two retries of the batch")
+        finally:
+            worker.stopping = True  # as SIGTERM does
+
+    stopper = threading.Thread(target=stop_after_the_second_retry, daemon=True)
     stopper.start()
     worker.process_batch()
+    stopper.join()
     worker.consumer.close()
-    retries = [r.getMessage() for r in caplog.records if "retrying the batch of 1" in r.getMessage()]
-    assert [m.rsplit(" ", 1)[-1] for m in retries[:2]] == ["1s", "2s"]  # a growing delay
+    assert [m.rsplit(" ", 1)[-1] for m in retries()[:2]] == ["1s", "2s"]  # a growing delay
     (message,) = QueueMessage.objects.filter(topic="functions")
     assert message.error == "" and message.deliveries == 1 and message.available_at == 0  # never nacked
     assert not QueueMessage.objects.filter(topic="functions-DLQ").exists()

@@ -25,6 +25,10 @@ FAST_QUEUE_ENV = {
     "QUEUE_NACK_DELAY_SECONDS": "0.2",
     "MAX_REDELIVERIES": "3",
 }
+# No caching of sources, rules, worker settings, triggers and workflows (tracking/selectors.py,
+# workflows/selectors.py): a change a test makes reaches the API and the workers' next read,
+# instead of waiting out the cache. A test of the cache itself starts its own API with a TTL.
+NO_CACHE_ENV = {"SOURCE_CACHE_SECONDS": "0"}
 
 
 def database_url(settings_dict: dict) -> str:

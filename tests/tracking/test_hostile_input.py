@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from storage.models import EventRecord
-from tests.helpers import let_api_caches_expire, payload, wait_for
+from tests.helpers import payload, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -26,7 +26,6 @@ def pipeline(live_api, spawn, make_source, worker_settings):
     worker_settings("collector", enabled=True)
     worker_settings("background", enabled=True, max_batch_size=1000)
     source = make_source()
-    let_api_caches_expire()
     spawn("run_worker", "collector")
     spawn("run_worker", "background")
     return live_api, source

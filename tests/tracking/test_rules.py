@@ -11,12 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from django.contrib.auth import get_user_model
 
 from queueing.models import QueueMessage
 from storage.store import get_store
 from storage.workers.background import BackgroundWorker
-from tests.helpers import let_api_caches_expire, payload, wait_for
+from tests.helpers import payload, wait_for
 from tracking.models import EventMapping, EventReshaper, EventValidator
 from tracking.workers.collector import CollectorWorker
 
@@ -26,12 +25,6 @@ CHROME = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
 )
 GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
-
-
-@pytest.fixture
-def admin_client(client):
-    client.force_login(get_user_model().objects.create_superuser("root", "r@example.com", "pw"))
-    return client
 
 
 def rule_form(**fields) -> dict:
@@ -179,7 +172,6 @@ def test_a_mapping_made_in_the_admin_updates_the_profile_within_2_seconds(live_a
         return answer if any(op["path"] == "stats.spent" for op in job["profile"]["ops"]) else None
 
     answer = wait_for(mapped, timeout=2.5, interval=0.1, message="mapping operations within 2 s")
-    let_api_caches_expire()  # every gunicorn worker has the rule now, not only the one that answered
     post_live(live_api, purchase(source.id, total=50, currency="EUR", email="small@x", sku="S2") | {"session": session})
     post_live(
         live_api,
@@ -418,7 +410,6 @@ def test_100_concurrent_events_with_append_and_increment_lose_no_update(live_api
         ],
     )
     worker_settings("background", enabled=True, min_batch_size=5, max_time_in_buffer=0.1)
-    let_api_caches_expire()  # the live API may still hold the rules of the test before
     workers = [spawn("run_worker", "background") for _ in range(2)]
     session = {"id": str(uuid.uuid4())}
     profile_id = post_live(live_api, payload(source.id, session=session)).json()["profile"]["id"]

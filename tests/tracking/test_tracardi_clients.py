@@ -7,7 +7,7 @@ import pytest
 import requests
 
 from storage.store import get_store
-from tests.helpers import drain, let_api_caches_expire, payload
+from tests.helpers import drain, payload
 from tracking.models import EventMapping
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -19,7 +19,6 @@ SHOP = "https://shop.example.com"
 def api(live_api, worker_settings):
     worker_settings("background")
     worker_settings("collector", enabled=True)
-    let_api_caches_expire()
     return live_api
 
 
@@ -72,7 +71,6 @@ def test_options_profile_returns_the_profile_as_it_will_be_after_the_payload(api
         event_type="identify",
         mappings=[{"event": "event@properties.email", "profile": "traits.email", "operation": "equals"}],
     )
-    let_api_caches_expire()
     session = {"id": f"p-{queue}"}
     track(api, payload(source.id, session=session))
     drain()

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from storage.store import get_store
-from tests.helpers import drain, let_api_caches_expire, wait_for
+from tests.helpers import drain, wait_for
 from tests.support.receivers import PageServer
 from tracking.models import EventMapping
 
@@ -90,7 +90,6 @@ def test_the_tracker_works_cross_origin_with_credentials_beacons_and_returning_v
         event_type="identify",
         mappings=[{"event": "event@properties.email", "profile": "traits.email", "operation": "equals"}],
     )
-    let_api_caches_expire()
     content["page"] = PAGE % {"api": live_api, "source": source.id}
 
     # A first visit: the page view arrives through a preflighted, credentialed fetch.

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from storage.store import get_store
-from tests.helpers import drain, let_api_caches_expire, wait_for
+from tests.helpers import drain, wait_for
 from tests.support.processes import free_port
 from tests.support.receivers import PageServer
 
@@ -75,7 +75,6 @@ def test_the_tracker_in_chromium(browser, shop, make_source, worker_settings):
     origin, settings = shop
     worker_settings("background")
     settings["source"] = make_source(allowed_origins=origin).id
-    let_api_caches_expire()
 
     browser.get(f"{origin}/a")
     profile_id = wait_for(lambda: tracker_value(browser, "tracker.profileId()"), timeout=20, message="a profile id")
@@ -160,7 +159,6 @@ def test_the_tracker_retries_a_failed_send_and_the_event_is_stored_once(
     settings["endpoint"], bodies = flaky_api
     worker_settings("background")
     settings["source"] = make_source(allowed_origins=origin).id
-    let_api_caches_expire()
 
     browser.get(f"{origin}/a")
     profile_id = wait_for(lambda: tracker_value(browser, "tracker.profileId()"), timeout=30, message="the retried send")

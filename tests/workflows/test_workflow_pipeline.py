@@ -10,7 +10,7 @@ import requests
 from django.core.exceptions import ValidationError
 
 from storage.store import get_store
-from tests.helpers import let_api_caches_expire, payload, wait_for
+from tests.helpers import payload, wait_for
 from tests.workflows.helpers import COUNTER, example_to
 from workflows.definitions import import_workflow, publish, rollback
 from workflows.models import RunStatus, Workflow, WorkflowRun
@@ -26,7 +26,6 @@ def pipeline(live_api, spawn, make_source, worker_settings):
     worker_settings("workflow", enabled=True)
 
     def start(*, workflow_workers: int = 1, env: dict | None = None) -> list:
-        let_api_caches_expire()
         processes = [spawn("run_worker", "background")]
         processes += [spawn("run_worker", "workflow", env=env) for _ in range(workflow_workers)]
         processes.append(spawn("qcluster"))
@@ -126,15 +125,12 @@ def test_disabled_draft_and_rollback_decide_what_runs(pipeline):
     wait_for(lambda: purchases() == 1, timeout=30, message="version 1 ran")
     version_1 = workflow.published
     publish(workflow=workflow, user="test")
-    let_api_caches_expire()
     purchase(url, total=1, session="versions")
     wait_for(lambda: purchases() == 101, timeout=30, message="version 2 ran")
     rollback(workflow=Workflow.objects.get(pk=workflow.pk), version=version_1)
-    let_api_caches_expire()
     purchase(url, total=1, session="versions")
     wait_for(lambda: purchases() == 102, timeout=30, message="version 1 ran again")
     Workflow.objects.filter(pk=workflow.pk).update(enabled=False)
-    let_api_caches_expire()
     purchase(url, total=1, session="versions")
     purchase(url, total=1, session="other-after-disable")
     wait_for(lambda: get_store().count("event", type="purchase") == 5, timeout=30)
