@@ -142,7 +142,7 @@ def database_from_url(name: str, default: str) -> dict:
             raise _fail(name, raw, "a SQLite URL needs a file: sqlite:///var/tracardi.sqlite3")
         path = BASE_DIR / config["NAME"]  # a relative path is the project's; an absolute one stays
         return {
-            "ENGINE": "queueing.sqlite",
+            "ENGINE": "tracardi_site.sqlite",
             "NAME": str(path),
             # Reused across requests: opening a connection runs the PRAGMAs below each time.
             "CONN_MAX_AGE": None,
@@ -150,7 +150,7 @@ def database_from_url(name: str, default: str) -> dict:
                 # WAL lets readers run beside the one writer; IMMEDIATE takes the write
                 # lock at BEGIN so two writers never deadlock on a lock upgrade; NORMAL
                 # because the engine syncs every commit itself, outside the write lock
-                # (queueing/sqlite/base.py): what /track confirmed survives a power cut too.
+                # (tracardi_site/sqlite/base.py): what /track confirmed survives a power cut too.
                 "timeout": timeout,
                 "transaction_mode": "IMMEDIATE",
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
