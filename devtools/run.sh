@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The first README command: sets everything up, then runs the whole pipeline on the
-# embedded defaults: gunicorn serving /track, the admin and the queue API, and the
-# worker supervisor (collector, background and workflow workers, and the django-q2 cluster
-# that sends the outbox). Ctrl-C stops everything.
+# embedded defaults under the project's one supervisor, `manage.py run_workers`
+# (queueing/supervisor.py): gunicorn serving /track, the admin and the queue API
+# (--web), the collector, background and workflow workers, and the django-q2 cluster
+# that sends the outbox. It restarts what crashes; Ctrl-C (or SIGTERM) stops everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./devtools/setup.sh
@@ -14,12 +15,4 @@ export WEB_CONCURRENCY
 
 .venv/bin/python manage.py setup_demo --url "http://$HOST:$PORT"
 
-.venv/bin/gunicorn tracardi_site.wsgi --bind "$HOST:$PORT" --access-logfile - --graceful-timeout 30 --timeout 90 &
-web=$!
-.venv/bin/python manage.py run_workers &
-workers=$!
-stop() { kill -TERM "$web" "$workers" 2>/dev/null || true; wait "$web" "$workers" 2>/dev/null || true; }
-trap stop INT TERM
-# Whichever stops first takes the other down: a half-running pipeline loses data quietly.
-wait -n "$web" "$workers" || true
-stop
+exec .venv/bin/python manage.py run_workers --web "$HOST:$PORT"

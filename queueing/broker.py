@@ -17,8 +17,6 @@ from django.conf import settings
 
 from queueing.topics import Topic
 
-SCHEMA_VERSION = 1
-
 
 class BrokerUnavailable(Exception):
     """The broker did not confirm a publish; nothing of that publish may be claimed as accepted."""

@@ -1,7 +1,8 @@
 """Group commit: many threads' writes share one transaction, so one durable flush.
 
-On the embedded default every /track publish is a SQLite transaction with
-`synchronous=FULL`: a fsync each, and the one write lock held for it. A publishing thread
+On the embedded default every /track publish is a SQLite transaction that waits for its
+write-ahead log to be synced (tracardi_site/sqlite/base.py): a flush each, and the one
+write lock taken for it. A publishing thread
 queues its rows; the first thread to get the leader lock writes everything queued (its own
 rows and those of the threads waiting behind it) in one transaction, on its own
 connection, and marks each with the outcome; a thread whose rows a leader committed
@@ -12,7 +13,8 @@ requests in one process (gunicorn `--threads`) share flushes.
 
 Hand-written because it is a few lines around Django's own `transaction.atomic`, and the
 libraries of the field do this inside their servers (Kafka's producer batching,
-PostgreSQL's commit_delay); bench/api_ratio.py measures the publish path it serves.
+PostgreSQL's commit_delay); tests/queueing/test_group_commit.py holds its guarantees and
+bench/api_ratio.py measures the publish path it serves.
 """
 
 from __future__ import annotations

@@ -12,6 +12,12 @@ django-q2 cluster that sends the outbox's deliveries, restarted like a crashed w
 stopped with the workers. It writes no heartbeats, so it is not judged hung: django-q2's
 own guard replaces its stuck task workers (Q_CLUSTER timeout).
 
+Given `web_command` (`run_workers --web HOST:PORT`, what `make run` uses), it also keeps
+one gunicorn serving the API, restarted like a crashed worker and stopped with the
+workers (SIGTERM: it answers the requests in flight first), so the whole local pipeline
+has one supervisor, this one, and devtools/run.sh only starts it. gunicorn writes no
+heartbeats either: its master replaces its own hung workers (--timeout).
+
 It also runs the console's backlog sampler in a thread (see queueing/sampling.py).
 """
 
@@ -44,6 +50,10 @@ STOP_TIMEOUT_SECONDS = 30.0
 KILL_WAIT_SECONDS = 5.0
 # Supervised like a worker type, but not one: django-q2's cluster (the outbox's sender).
 CLUSTER = "qcluster"
+# Supervised like a worker type too: gunicorn serving the API, when asked for.
+WEB = "web"
+# Processes that write no heartbeats, so are never judged hung here.
+NO_HEARTBEAT = {CLUSTER, WEB}
 
 
 @dataclass
@@ -58,13 +68,18 @@ class TypeState:
 
 
 class Supervisor:
-    def __init__(self, *, poll_seconds: float = 1.0, policy: HangPolicy | None = None) -> None:
+    def __init__(
+        self, *, poll_seconds: float = 1.0, policy: HangPolicy | None = None, web_command: list[str] | None = None
+    ) -> None:
         self.poll_seconds = poll_seconds
         self.policy = policy or HangPolicy.from_settings()
         self.stopping = False
         self.state = {worker_type: TypeState() for worker_type in WORKER_CLASSES}
         if settings.OUTBOX_RUN_CLUSTER:
             self.state[CLUSTER] = TypeState()
+        self.web_command = web_command
+        if web_command:
+            self.state[WEB] = TypeState()
         self.manage_py = str(Path(settings.BASE_DIR) / "manage.py")
         self.host = socket.gethostname()
         # Since when the heartbeats could be read without a break (None: the last read failed).
@@ -75,8 +90,7 @@ class Supervisor:
     def desired(self) -> dict[str, int]:
         rows = {row.worker_type: row for row in WorkerSettings.objects.all()}
         desired = {t: (rows[t].replicas if t in rows and rows[t].enabled else 0) for t in WORKER_CLASSES}
-        if CLUSTER in self.state:
-            desired[CLUSTER] = 1
+        desired.update({always: 1 for always in NO_HEARTBEAT if always in self.state})
         return desired
 
     def heartbeats(self) -> dict[int, float]:
@@ -99,8 +113,13 @@ class Supervisor:
 
     def spawn(self, worker_type: str) -> subprocess.Popen:
         spawned_at = time.time()
-        command = ["qcluster"] if worker_type == CLUSTER else ["run_worker", worker_type]
-        process = subprocess.Popen([sys.executable, self.manage_py, *command])
+        if worker_type == WEB:
+            command = self.web_command
+        elif worker_type == CLUSTER:
+            command = [sys.executable, self.manage_py, "qcluster"]
+        else:
+            command = [sys.executable, self.manage_py, "run_worker", worker_type]
+        process = subprocess.Popen(command)
         self.state[worker_type].started[process.pid] = time.monotonic()
         self.state[worker_type].spawned_at[process.pid] = spawned_at
         logger.info("Started %s worker, pid %d", worker_type, process.pid)
@@ -122,7 +141,7 @@ class Supervisor:
                     "%s worker pid %d exited with %s after %.1fs; restarting in %.0fs",
                     worker_type, process.pid, process.returncode, lived, delay,
                 )  # fmt: skip
-            if beats is not None and worker_type != CLUSTER:
+            if beats is not None and worker_type not in NO_HEARTBEAT:
                 self.replace_hung(worker_type, state, beats, now)
             want = desired.get(worker_type, 0)
             while len(state.running) > want:

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from storage.jobs import ProfileChange, ProfileOperation, SessionChange
+from tracardi_site.jsonutil import deep_merge
 
 # A profile remembers this many of the storage jobs it applied, to skip redelivered ones.
 # A redelivery repeats at most one batch, and a batch holds at most this many messages
@@ -40,15 +41,6 @@ def new_profile(profile_id: str, *, now: str) -> dict[str, Any]:
         "misc": {},
         "tags": [],
     }
-
-
-def deep_merge(target: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(target.get(key), dict):
-            deep_merge(target[key], value)
-        else:
-            target[key] = copy.deepcopy(value)
-    return target
 
 
 def _parts(path: Any) -> list[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from queueing.broker import SCHEMA_VERSION
+from tracardi_site.contracts import SCHEMA_VERSION
 
 
 class InvalidJob(ValueError):

@@ -13,8 +13,9 @@ import re
 import secrets
 import stat
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
+import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -125,18 +126,23 @@ def env_fault_injection(name: str) -> tuple[str, float] | None:
 
 
 def database_from_url(name: str, default: str) -> dict:
-    """Parses DATABASE_URL: sqlite:///relative/or//absolute/path or mysql://user:pass@host:port/db."""
+    """Parses DATABASE_URL with dj-database-url (sqlite:///relative/or//absolute/path or
+    mysql://user:pass@host:port/db), then sets what this project needs of each engine."""
     raw = os.environ.get(name) or default
-    url = urlparse(raw)
+    allowed = "use sqlite:///path/to/file.sqlite3 or mysql://user:password@host:port/database"
+    try:
+        config = dj_database_url.parse(raw)
+    except dj_database_url.UnknownSchemeError:
+        raise _fail(name, raw, allowed) from None
+    except (dj_database_url.ParseError, ValueError):
+        raise _fail(name, raw, "the port must be a number: mysql://user:pass@host:3306/db") from None
     timeout = env_float("DATABASE_TIMEOUT_SECONDS", 20.0, minimum=0.05, maximum=600.0)
-    if url.scheme == "sqlite":
-        if not url.path.strip("/"):
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        if config["NAME"] in ("", ":memory:"):  # what dj-database-url makes of a URL without a file
             raise _fail(name, raw, "a SQLite URL needs a file: sqlite:///var/tracardi.sqlite3")
-        path = Path(unquote(url.path[1:] if url.path.startswith("/") else url.path))
-        if not path.is_absolute():
-            path = BASE_DIR / path
+        path = BASE_DIR / config["NAME"]  # a relative path is the project's; an absolute one stays
         return {
-            "ENGINE": "queueing.sqlite",
+            "ENGINE": "tracardi_site.sqlite",
             "NAME": str(path),
             # Reused across requests: opening a connection runs the PRAGMAs below each time.
             "CONN_MAX_AGE": None,
@@ -144,37 +150,32 @@ def database_from_url(name: str, default: str) -> dict:
                 # WAL lets readers run beside the one writer; IMMEDIATE takes the write
                 # lock at BEGIN so two writers never deadlock on a lock upgrade; NORMAL
                 # because the engine syncs every commit itself, outside the write lock
-                # (queueing/sqlite/base.py): what /track confirmed survives a power cut too.
+                # (tracardi_site/sqlite/base.py): what /track confirmed survives a power cut too.
                 "timeout": timeout,
                 "transaction_mode": "IMMEDIATE",
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
             },
             "TEST": {"NAME": str(path.with_name(path.stem + "-test" + path.suffix))},
         }
-    if url.scheme == "mysql":
-        try:
-            port = url.port or 3306
-        except ValueError:
-            raise _fail(name, raw, "the port must be a number: mysql://user:pass@host:3306/db") from None
-        if not url.path.strip("/"):
+    if config["ENGINE"] == "django.db.backends.mysql":
+        if not config["NAME"].strip("/"):
             raise _fail(name, raw, "a MySQL URL needs a database name: mysql://user:pass@host:3306/db")
         return {
-            "ENGINE": "django.db.backends.mysql",
+            **config,
             "CONN_MAX_AGE": 60,
             "CONN_HEALTH_CHECKS": True,
-            "NAME": url.path.strip("/"),
-            "USER": unquote(url.username or ""),
-            "PASSWORD": unquote(url.password or ""),
-            "HOST": url.hostname or "127.0.0.1",
-            "PORT": str(port),
+            "NAME": config["NAME"].strip("/"),
+            "HOST": config["HOST"] or "127.0.0.1",
+            "PORT": str(config["PORT"] or 3306),
             "OPTIONS": {
+                **config.get("OPTIONS", {}),
                 "charset": "utf8mb4",
                 "connect_timeout": int(max(timeout, 1)),
                 "isolation_level": "read committed",
             },
             "TEST": {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_bin"},
         }
-    raise _fail(name, raw, "use sqlite:///path/to/file.sqlite3 or mysql://user:password@host:port/database")
+    raise _fail(name, raw, allowed)
 
 
 VAR_DIR = private_dir("VAR_DIR", Path(os.environ.get("VAR_DIR") or BASE_DIR / "var"))

@@ -19,11 +19,13 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from queueing.broker import SCHEMA_VERSION, Broker, OutgoingMessage
+from queueing.broker import Broker, OutgoingMessage
 from queueing.topics import COLLECTOR, FUNCTIONS
-from storage.documents import Applied, apply_changes, deep_merge, new_profile
+from storage.documents import Applied, apply_changes, new_profile
 from storage.jobs import ProfileChange, ProfileOperation, SessionChange, StorageJob
 from storage.store import get_store
+from tracardi_site.contracts import SCHEMA_VERSION
+from tracardi_site.jsonutil import deep_merge
 from tracking import selectors, telemetry
 from tracking.models import BotFilter, SessionIdentity
 from tracking.rules.engine import LazySources, RuleSet, preprocess_event

@@ -7,10 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings
-
 from tracking.rules.conditions import matches
-from tracking.selectors import TTLCache
+from tracking.selectors import ttl_cached
 from workflows.models import TriggerRule, Workflow, WorkflowVersion
 
 
@@ -46,35 +44,27 @@ class DestinationIndex:
     profile_fields: frozenset[str]
 
 
-_destinations: TTLCache[DestinationIndex] = TTLCache(ttl=lambda: settings.SOURCE_CACHE_SECONDS, max_entries=1)
-_triggers: TTLCache[dict[str, list[Trigger]]] = TTLCache(ttl=lambda: settings.SOURCE_CACHE_SECONDS, max_entries=1)
-_runnables: TTLCache[Runnable | None] = TTLCache(ttl=lambda: settings.SOURCE_CACHE_SECONDS, max_entries=10_000)
-
-
+@ttl_cached(1)
 def get_triggers() -> dict[str, list[Trigger]]:
     """The enabled triggers of enabled, published workflows, by event type, in priority order."""
-
-    def load(_key: str) -> dict[str, list[Trigger]]:
-        rows = TriggerRule.objects.filter(
-            enabled=True, workflow__enabled=True, workflow__published__isnull=False
-        ).order_by("priority", "id")
-        by_type: dict[str, list[Trigger]] = {}
-        for row in rows:
-            by_type.setdefault(row.event_type, []).append(
-                Trigger(
-                    id=row.id,
-                    workflow_id=row.workflow_id,
-                    event_type=row.event_type,
-                    source_id=row.source_id,
-                    condition=row.condition,
-                    priority=row.priority,
-                    once_per=row.once_per,
-                    once_ttl_seconds=row.once_ttl_seconds,
-                )
+    rows = TriggerRule.objects.filter(enabled=True, workflow__enabled=True, workflow__published__isnull=False).order_by(
+        "priority", "id"
+    )
+    by_type: dict[str, list[Trigger]] = {}
+    for row in rows:
+        by_type.setdefault(row.event_type, []).append(
+            Trigger(
+                id=row.id,
+                workflow_id=row.workflow_id,
+                event_type=row.event_type,
+                source_id=row.source_id,
+                condition=row.condition,
+                priority=row.priority,
+                once_per=row.once_per,
+                once_ttl_seconds=row.once_ttl_seconds,
             )
-        return by_type
-
-    return _triggers.get("triggers", load)
+        )
+    return by_type
 
 
 def matching_triggers(event: dict[str, Any], triggers: dict[str, list[Trigger]]) -> list[Trigger]:
@@ -88,35 +78,29 @@ def matching_triggers(event: dict[str, Any], triggers: dict[str, list[Trigger]])
     ]
 
 
+@ttl_cached(10_000)
 def get_runnable(workflow_id: int) -> Runnable | None:
     """The published version of an enabled workflow; None when it is disabled, unpublished or gone."""
-
-    def load(_key: str) -> Runnable | None:
-        workflow = Workflow.objects.filter(id=workflow_id, enabled=True).select_related("published").first()
-        version: WorkflowVersion | None = workflow.published if workflow else None
-        if version is None:
-            return None
-        return Runnable(workflow.id, workflow.name, version.id, version.number, version.graph)
-
-    return _runnables.get(str(workflow_id), load)
+    workflow = Workflow.objects.filter(id=workflow_id, enabled=True).select_related("published").first()
+    version: WorkflowVersion | None = workflow.published if workflow else None
+    if version is None:
+        return None
+    return Runnable(workflow.id, workflow.name, version.id, version.number, version.graph)
 
 
+@ttl_cached(1)
 def get_destination_index() -> DestinationIndex:
-    def load(_key: str) -> DestinationIndex:
-        from workflows.models import Destination, DestinationTrigger
+    from workflows.models import Destination, DestinationTrigger
 
-        rows = Destination.objects.filter(enabled=True).values_list("trigger", "event_type", "profile_fields")
-        types = {t for kind, t, _ in rows if kind == DestinationTrigger.EVENT and t}
-        fields = {f for kind, _, fs in rows if kind == DestinationTrigger.PROFILE_FIELDS for f in fs or []}
-        return DestinationIndex(frozenset(types), frozenset(fields))
-
-    return _destinations.get("destinations", load)
+    rows = Destination.objects.filter(enabled=True).values_list("trigger", "event_type", "profile_fields")
+    types = {t for kind, t, _ in rows if kind == DestinationTrigger.EVENT and t}
+    fields = {f for kind, _, fs in rows if kind == DestinationTrigger.PROFILE_FIELDS for f in fs or []}
+    return DestinationIndex(frozenset(types), frozenset(fields))
 
 
 def clear_caches() -> None:
-    _destinations.clear()
-    _triggers.clear()
-    _runnables.clear()
+    for function in (get_destination_index, get_triggers, get_runnable):
+        function.cache_clear()
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,14 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from queueing.broker import SCHEMA_VERSION, OutgoingMessage
+from queueing.broker import OutgoingMessage
 from queueing.topics import FUNCTIONS, WORKFLOW
-from storage.documents import deep_merge, new_profile
+from storage.documents import new_profile
 from storage.jobs import ProfileChange, SessionChange, StorageJob
 from storage.store import Store
 from storage.workers.background import Stored
+from tracardi_site.contracts import SCHEMA_VERSION
+from tracardi_site.jsonutil import deep_merge
 from tracking.rules.paths import get_path
 from workflows import selectors, telemetry
 from workflows.engine.executor import RunContext, RunResult, delivery_key, run_graph

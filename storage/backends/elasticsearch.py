@@ -11,7 +11,12 @@
   changes applied again, so an update is never lost, whoever else wrote in between.
   The profile keeps the ids of the jobs and events it applied, so a redelivered job
   or a client's retry is skipped.
-- Bulk writes report per document; 429 and connection errors are retried with backoff.
+- Bulk writes report per document.
+- One retry policy, the client's: its transport retries connection errors, timeouts and
+  502/503/504 answers (`max_retries`), its bulk helper retries the documents refused with
+  429 with a growing delay (`streaming_bulk`'s `max_retries`, `initial_backoff`). What
+  still fails is StoreUnavailable, and the worker retries the whole batch later without
+  spending a redelivery (`Worker.transient_errors`, tests/storage/test_elasticsearch_store.py).
 Nothing here needs scripts, update/delete-by-query or extra analyzers.
 """
 
@@ -19,8 +24,8 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -38,6 +43,7 @@ from elasticsearch.dsl import (
     MetaField,
     Object,
 )
+from elasticsearch.helpers import streaming_bulk
 
 from storage.documents import Applied, FailedOperation, apply_changes, group_by_profile, merge_session, new_profile
 from storage.jobs import ProfileChange, SessionChange
@@ -58,7 +64,12 @@ logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 6
 RETRY_BASE_SECONDS = 0.2
-RETRYABLE_STATUS = {429, 502, 503, 504}
+# Retried at once by the transport; 429 asks to slow down, so only the bulk helper retries
+# it, after a delay, and elsewhere it is StoreUnavailable and the worker's later retry.
+TRANSPORT_RETRY_STATUS = (502, 503, 504)
+UNAVAILABLE_STATUS = {429, *TRANSPORT_RETRY_STATUS}
+# Read-modify-write rounds when another writer changed the document in between (409).
+CONFLICT_ROUNDS = 6
 FILTER_FIELDS = {"profile_id": "profile.id", "session_id": "session.id", "source_id": "source.id", "type": "type"}
 ALLOWED_FILTERS = {
     "profile": set(),
@@ -181,7 +192,8 @@ class ElasticsearchStore(Store):
             hosts or settings.ELASTICSEARCH_URL,
             request_timeout=timeout or settings.ELASTICSEARCH_TIMEOUT_SECONDS,
             retry_on_timeout=True,
-            max_retries=3,
+            retry_on_status=TRANSPORT_RETRY_STATUS,
+            max_retries=attempts - 1,
         )
         self.attempts = attempts
         self.backoff = backoff
@@ -192,24 +204,25 @@ class ElasticsearchStore(Store):
 
     def setup(self) -> None:
         """Index templates and the profile and session indices; idempotent."""
+        with self._answering():
+            self._setup()
+        self._ready = True
+
+    def _setup(self) -> None:
         for entity, document, pattern, aliases in (
             ("profile", ProfileDocument, index_name("profile"), {}),
             ("session", SessionDocument, index_name("session"), {}),
             ("event", EventDocument, f"{index_name('event')}-*", {index_name("event"): {}}),
         ):
-            self._retrying(
-                lambda document=document, pattern=pattern, aliases=aliases, entity=entity: (
-                    self.es.indices.put_index_template(
-                        name=f"{settings.TENANT}.{entity}",
-                        index_patterns=[pattern],
-                        template={
-                            "settings": _index_settings(),
-                            "mappings": document._doc_type.mapping.to_dict(),
-                            "aliases": aliases,
-                        },
-                        priority=100,
-                    )
-                )
+            self.es.indices.put_index_template(
+                name=f"{settings.TENANT}.{entity}",
+                index_patterns=[pattern],
+                template={
+                    "settings": _index_settings(),
+                    "mappings": document._doc_type.mapping.to_dict(),
+                    "aliases": aliases,
+                },
+                priority=100,
             )
         for entity in ("profile", "session"):
             if not self.es.indices.exists(index=index_name(entity)):
@@ -225,12 +238,7 @@ class ElasticsearchStore(Store):
             (SessionDocument, index_name("session")),
             (EventDocument, f"{index_name('event')}-*"),
         ):
-            self._retrying(
-                lambda document=document, pattern=pattern: self.es.indices.put_mapping(
-                    index=pattern, allow_no_indices=True, **document._doc_type.mapping.to_dict()
-                )
-            )
-        self._ready = True
+            self.es.indices.put_mapping(index=pattern, allow_no_indices=True, **document._doc_type.mapping.to_dict())
 
     def ping(self) -> None:
         # Not get(): that would first create the indices, retrying for a long time.
@@ -242,47 +250,36 @@ class ElasticsearchStore(Store):
                 if not self._ready:
                     self.setup()
 
-    # --- retries ----------------------------------------------------------------------
+    # --- failures the client's retries did not overcome ----------------------------------
 
-    def _retrying(self, call: Callable[[], Any]) -> Any:
-        """Retries connection errors and 429/5xx with backoff; then raises StoreUnavailable."""
-        for attempt in range(self.attempts):
-            try:
-                return call()
-            except TransportError as exc:  # connection refused, reset, timed out
-                error: Exception = exc
-            except ApiError as exc:
-                if exc.meta.status not in RETRYABLE_STATUS:
-                    raise
-                error = exc
-            if attempt < self.attempts - 1:
-                time.sleep(self.backoff * 2**attempt)
-        raise StoreUnavailable(f"Elasticsearch did not answer after {self.attempts} attempts: {error}") from error
+    @contextmanager
+    def _answering(self) -> Iterator[None]:
+        """Turns what the client retried in vain (see the module docstring) into StoreUnavailable;
+        other errors (a refused request, a bad mapping) surface as they are."""
+        try:
+            yield
+        except (TransportError, ApiError) as exc:  # TransportError: connection refused, reset, timed out
+            if isinstance(exc, ApiError) and exc.meta.status not in UNAVAILABLE_STATUS:
+                raise
+            raise StoreUnavailable(f"Elasticsearch did not answer after {self.attempts} attempts: {exc}") from exc
 
     def _bulk(self, actions: list[tuple[dict[str, Any], dict[str, Any] | None]]) -> dict[str, dict[str, Any]]:
-        """Runs bulk actions, retrying the items refused with 429; returns the failed items by id."""
-        pending = actions
+        """Runs bulk actions (action line, document or None) in one request; returns the failed
+        items by id. The helper retries the items refused with 429."""
         failures: dict[str, dict[str, Any]] = {}
-        for attempt in range(self.attempts):
-            operations: list[dict[str, Any]] = []
-            for meta, source in pending:
-                operations.append(meta)
-                if source is not None:
-                    operations.append(source)
-            response = self._retrying(lambda operations=operations: self.es.bulk(operations=operations))
-            retry = []
-            failures = {}
-            for (meta, source), item in zip(pending, response["items"], strict=True):
-                result = next(iter(item.values()))
-                if result.get("status", 500) < 300:
-                    continue
-                if result["status"] == 429 and attempt < self.attempts - 1:
-                    retry.append((meta, source))
-                failures[next(iter(meta.values()))["_id"]] = result
-            if not retry:
-                return failures
-            pending = retry
-            time.sleep(self.backoff * 2**attempt)
+        with self._answering():
+            for ok, item in streaming_bulk(
+                self.es,
+                actions,
+                expand_action_callback=lambda action: action,  # already (action line, document)
+                chunk_size=max(len(actions), 1),  # a worker's batch, bounded by its batch size
+                raise_on_error=False,
+                max_retries=self.attempts - 1,
+                initial_backoff=self.backoff,
+            ):
+                if not ok:
+                    result = next(iter(item.values()))
+                    failures[result["_id"]] = result
         return failures
 
     # --- read-modify-write with optimistic concurrency ------------------------------------
@@ -298,10 +295,11 @@ class ElasticsearchStore(Store):
         result = SaveResult()
         index = index_name(entity)
         pending = list(dict.fromkeys(ids))
-        for _attempt in range(self.attempts):
+        for _round in range(CONFLICT_ROUNDS):
             if not pending:
                 break
-            found = self._retrying(lambda pending=pending: self.es.mget(index=index, ids=pending))["docs"]
+            with self._answering():
+                found = self.es.mget(index=index, ids=pending)["docs"]
             actions = []
             for doc in found:
                 current = doc["_source"] if doc.get("found") else None
@@ -331,7 +329,7 @@ class ElasticsearchStore(Store):
                     result.errors[doc_id] = _reason(failure)
             result.saved += len(actions) - len(failures)
         for doc_id in pending:
-            result.errors[doc_id] = f"still conflicting after {self.attempts} attempts"
+            result.errors[doc_id] = f"still conflicting after {CONFLICT_ROUNDS} attempts"
         return result
 
     # --- Store ------------------------------------------------------------------------------
@@ -486,21 +484,16 @@ class ElasticsearchStore(Store):
         Each round refreshes first, so what was written a moment ago is found too."""
         deleted = 0
         while True:
-            self._retrying(
-                lambda: self.es.indices.refresh(
-                    index=index_name(entity), ignore_unavailable=True, allow_no_indices=True
-                )
-            )
-            hits = self._retrying(
-                lambda: self.es.search(
+            with self._answering():
+                self.es.indices.refresh(index=index_name(entity), ignore_unavailable=True, allow_no_indices=True)
+                hits = self.es.search(
                     index=index_name(entity),
                     query=query,
                     size=DELETE_CHUNK,
                     source=False,
                     ignore_unavailable=True,
                     allow_no_indices=True,
-                )
-            )["hits"]["hits"]
+                )["hits"]["hits"]
             if not hits:
                 return deleted
             failures = self._bulk([({"delete": {"_index": h["_index"], "_id": h["_id"]}}, None) for h in hits])

@@ -17,8 +17,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import OperationalError, connection, transaction
 
 from queueing.models import QueueCounter
-from queueing.sqlite.base import DatabaseWrapper
 from tracardi_site.settings import private_dir
+from tracardi_site.sqlite.base import DatabaseWrapper
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),

@@ -18,8 +18,8 @@ from referencing import Registry
 from referencing.exceptions import Unresolvable
 from referencing.jsonschema import DRAFT202012
 
-from storage.documents import deep_merge
 from storage.jobs import ProfileOperation
+from tracardi_site.jsonutil import deep_merge
 from tracking.rules.conditions import matches
 from tracking.rules.paths import check_profile_path, check_reference, render, resolve
 

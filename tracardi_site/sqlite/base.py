@@ -10,6 +10,14 @@ is free without spinning. The wait is bounded
 by the database timeout (DATABASE_TIMEOUT_SECONDS), after which it fails like SQLite's
 own "database is locked", and the API answers 503.
 
+Hand-written (a subclass of Django's own sqlite3 backend) because neither SQLite nor
+Django offers a fair cross-process writer queue or a sync outside the write lock;
+tests/queueing/test_sqlite_engine.py holds the lock's bound and the sync's order, and
+bench/api_ratio.py measures what they buy on the publish path.
+
+In tracardi_site rather than an app: the database broker and the database store (and
+everything else on the default database) write through it.
+
 A transaction is flushed to disk before its commit returns, as with `synchronous=FULL`,
 but after the write lock is released: SQLite runs with `synchronous=NORMAL` (no fsync in
 the commit) and the committing thread then fdatasyncs the write-ahead log. With FULL the
