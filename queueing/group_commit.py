@@ -2,8 +2,7 @@
 
 On the embedded default every /track publish is a SQLite transaction that waits for its
 write-ahead log to be synced (tracardi_site/sqlite/base.py): a flush each, and the one
-write lock taken for it. A publishing thread
-queues its rows; the first thread to get the leader lock writes everything queued (its own
+write lock taken for it. A publishing thread queues its rows; the first thread to get the leader lock writes everything queued (its own
 rows and those of the threads waiting behind it) in one transaction, on its own
 connection, and marks each with the outcome; a thread whose rows a leader committed
 returns without a transaction of its own. Nothing is answered before its rows are
