@@ -2,13 +2,14 @@
 
 On the embedded default every /track publish is a SQLite transaction that waits for its
 write-ahead log to be synced (tracardi_site/sqlite/base.py): a flush each, and the one
-write lock taken for it. A publishing thread queues its rows; the first thread to get the leader lock writes everything queued (its own
-rows and those of the threads waiting behind it) in one transaction, on its own
-connection, and marks each with the outcome; a thread whose rows a leader committed
-returns without a transaction of its own. Nothing is answered before its rows are
-committed, and if the transaction fails every request in it fails (/track answers 503 to
-each). One request at a time costs no hand-off (the thread is its own leader); concurrent
-requests in one process (gunicorn `--threads`) share flushes.
+write lock taken for it. A publishing thread queues its rows; the first thread to get
+the leader lock writes everything queued (its own rows and those of the threads waiting
+behind it) in one transaction, on its own connection, and marks each with the outcome; a
+thread whose rows a leader committed returns without a transaction of its own. Nothing
+is answered before its rows are committed, and if the transaction fails every request in
+it fails (/track answers 503 to each). One request at a time costs no hand-off (the
+thread is its own leader); concurrent requests in one process (gunicorn `--threads`)
+share flushes.
 
 Hand-written because it is a few lines around Django's own `transaction.atomic`, and the
 libraries of the field do this inside their servers (Kafka's producer batching,

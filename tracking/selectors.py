@@ -36,19 +36,6 @@ class SourceSnapshot:
     def allows_origin(self, origin: str) -> bool:
         return "*" in self.allowed_origins or origin in self.allowed_origins
 
-    def to_dict(self) -> dict:
-        return {
-            "id": self.id,
-            "enabled": self.enabled,
-            "transitional": self.transitional,
-            "static_profile_id": self.static_profile_id,
-            "allowed_origins": list(self.allowed_origins),
-            "strict_validation": self.strict_validation,
-            "bot_filter": self.bot_filter,
-            "accept_without_origin": self.accept_without_origin,
-            "bridge": self.bridge,
-        }
-
     @classmethod
     def from_dict(cls, data: dict) -> SourceSnapshot:
         return cls(**{**data, "allowed_origins": tuple(data["allowed_origins"])})
