@@ -143,31 +143,30 @@ def check_structure(data: Any, *, max_depth: int) -> dict[str, str] | None:
     """The first structural problem of a parsed payload, as {path, message}, or None:
     nesting deeper than `max_depth` (the top level is depth 1), a key that is too long or
     holds U+0000, or keys that add up to too long a path. Iterative: it must not itself
-    hit a recursion limit."""
-    stack: list[tuple[Any, str, int, int]] = [(data, "$", 1, 0)]
+    hit a recursion limit. It visits every key of every request, so a path is built only
+    for a container to visit or a problem to name."""
+    containers = (dict, list)
+    stack: list[tuple[Any, str, int, int]] = [(data, "$", 1, 0)] if isinstance(data, containers) else []
     while stack:
         value, path, depth, key_path = stack.pop()
+        if depth > max_depth:
+            return {"path": path, "message": f"Nested deeper than TRACK_MAX_DEPTH ({max_depth} levels)."}
         if isinstance(value, dict):
-            if depth > max_depth:
-                return {"path": path, "message": f"Nested deeper than TRACK_MAX_DEPTH ({max_depth} levels)."}
             for key, child in value.items():
-                child_path = f"{path}.{key}"
                 if len(key) > MAX_KEY_LENGTH or "\x00" in key:
                     return {
-                        "path": child_path[: len(path) + 80],
+                        "path": f"{path}.{key}"[: len(path) + 80],
                         "message": f"A key must have at most {MAX_KEY_LENGTH} characters and no U+0000.",
                     }
                 if key_path + len(key) > MAX_KEY_PATH_LENGTH:
                     return {"path": path, "message": f"The keys of this path exceed {MAX_KEY_PATH_LENGTH} characters."}
-                if isinstance(child, dict | list):
-                    stack.append((child, child_path, depth + 1, key_path + len(key) + 1))
-        elif isinstance(value, list):
-            if depth > max_depth:
-                return {"path": path, "message": f"Nested deeper than TRACK_MAX_DEPTH ({max_depth} levels)."}
+                if isinstance(child, containers):
+                    stack.append((child, f"{path}.{key}", depth + 1, key_path + len(key) + 1))
+        else:
             stack.extend(
                 (child, f"{path}[{index}]", depth + 1, key_path)
                 for index, child in enumerate(value)
-                if isinstance(child, dict | list)
+                if isinstance(child, containers)
             )
     return None
 
