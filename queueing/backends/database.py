@@ -3,6 +3,12 @@
 Per subscription, each partition is consumed by one leased consumer at a time and in
 id order; partitions are shared evenly among the live consumers. Works beside other
 processes on SQLite (WAL, IMMEDIATE transactions) and on MySQL (row locks).
+
+The leases are hand-written because this broker exists to need no server: a queue library
+would bring its own (Redis, RabbitMQ), and django-q2's ORM broker has no partitions or
+per-key order. tests/queueing/test_database_broker.py and tests/contract hold the
+guarantees (order per partition, takeover of an expired lease, a new consumer's share
+within a second), and bench/api_ratio.py and bench/track_throughput.py measure it.
 """
 
 from __future__ import annotations
