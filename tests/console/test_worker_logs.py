@@ -8,7 +8,6 @@ import re
 
 import pytest
 import requests
-from django.contrib.auth import get_user_model
 from django.db import connection
 from django.utils import timezone
 from selenium.webdriver.common.by import By
@@ -18,6 +17,7 @@ from queueing.broker import OutgoingMessage, get_broker
 from queueing.topics import FUNCTIONS
 from storage.store import get_store
 from tests.helpers import payload, wait_for
+from tests.support.console import log_in
 from tests.support.security import assert_strict_policy
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -53,15 +53,6 @@ def test_a_background_worker_whose_log_store_is_gone_keeps_processing(live_api, 
     finally:
         with connection.schema_editor() as editor:
             editor.create_model(LogLine)
-
-
-def log_in(browser, url: str) -> None:
-    get_user_model().objects.create_superuser("ops", "ops@example.com", "s3cret-pass")
-    browser.get(f"{url}/admin/login/?next=/admin/")
-    browser.find_element(By.NAME, "username").send_keys("ops")
-    browser.find_element(By.NAME, "password").send_keys("s3cret-pass")
-    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
-    wait_for(lambda: "/admin/login" not in browser.current_url, timeout=10)
 
 
 def shown(browser) -> list[dict]:

@@ -46,20 +46,14 @@ def applied_to(doc: dict, *operations: ProfileOperation) -> dict:
 
 
 def test_a_new_profile_has_every_root_empty():
-    assert new_profile("p1", now=NOW) == {
-        "id": "p1",
-        "metadata": {"time": {"create": NOW, "update": NOW, "visit": {"last": None, "current": None, "count": 0}}},
-        "ids": [],
-        "stats": {"events": 0},
-        "traits": {},
-        "data": {},
-        "segments": [],
-        "interests": {},
-        "consents": {},
-        "aux": {},
-        "misc": {},
-        "tags": [],
-    }
+    profile = new_profile("p1", now=NOW)
+    assert profile["id"] == "p1"
+    visit = {"last": None, "current": None, "count": 0}
+    assert profile["metadata"]["time"] == {"create": NOW, "update": NOW, "visit": visit}
+    assert profile["stats"] == {"events": 0}
+    lists, objects = ("ids", "segments", "tags"), ("traits", "data", "interests", "consents", "aux", "misc")
+    assert set(profile) == {"id", "metadata", "stats", *lists, *objects}
+    assert all(profile[root] == [] for root in lists) and all(profile[root] == {} for root in objects)
     first, second = new_profile("a", now=NOW), new_profile("b", now=NOW)
     first["traits"]["x"] = 1
     assert second["traits"] == {}  # nothing shared between profiles
