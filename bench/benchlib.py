@@ -124,7 +124,7 @@ def stop(process: subprocess.Popen) -> None:
 
 def start_web(
     directory: Path, port: int, *, options: str = "-w 2", app: str = "tracardi_site.wsgi"
-) -> subprocess.Popen:  # noqa: E501
+) -> subprocess.Popen:
     """gunicorn on 127.0.0.1:port; returns once /track answers OPTIONS."""
     web = start(
         [sys.executable, "-m", "gunicorn", app, "-b", f"127.0.0.1:{port}", *options.split()],
