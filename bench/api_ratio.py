@@ -103,9 +103,10 @@ def main() -> None:
     bare_rate = median(rates[bare_name])
     rows = []
     for name, _path, _per_request, _queue, target in PHASES[1:]:
-        # The median of the rounds' ratios; the value shown is the median requests/s.
+        # The median of the rounds' ratios (each against the bare rate of its own round); the
+        # value and baseline shown are the medians of the requests/s.
         rate, ratio = median(rates[name]), median(ratios[name])
-        row = figure(f"API {name} (req/s)", rate, "req/s", baseline=rate / ratio, baseline_label="bare",
+        row = figure(f"API {name} (req/s)", rate, "req/s", baseline=bare_rate, baseline_label="bare", ratio=ratio,
                      target=(">=", target),
                      note=f"{int(failures[name])} non-2xx or socket errors" if failures[name] else "")  # fmt: skip
         rows.append(row)

@@ -271,10 +271,13 @@ def figure(
     baseline_label: str = "",
     target: tuple[str, float] | None = None,
     note: str = "",
+    ratio: float | None = None,
 ) -> dict[str, Any]:
-    """One row of the table. With a baseline the target applies to value/baseline, else to
-    the value. target: (">=" or "<=", bound); None: reported only."""
-    ratio = value / baseline if baseline else None
+    """One row of the table. With a baseline the target applies to the ratio (value/baseline,
+    unless given: e.g. the median of per-round ratios), else to the value. target: (">=" or
+    "<=", bound); None: reported only."""
+    if ratio is None:
+        ratio = value / baseline if baseline else None
     checked = ratio if baseline else value
     passed = None
     if target is not None:
