@@ -52,18 +52,17 @@ PHASES = [
 
 
 def warm_up(seconds: float) -> tuple[int, float]:
-    """Every phase for 5 s, until a pass has no non-2xx; returns (passes, non-2xx in the last)."""
-    deadline = time.monotonic() + seconds
-    passes, failed = 0, 0.0
-    while time.monotonic() < deadline:
+    """Every phase for 5 s per pass, for `seconds`, and then on until a pass has no non-2xx
+    (at most three times `seconds`); returns (passes, non-2xx in the last pass)."""
+    began = time.monotonic()
+    passes, failed = 0, 1.0
+    while time.monotonic() - began < seconds or (failed and time.monotonic() - began < 3 * seconds):
         passes += 1
         failed = 0.0
         for _name, path, per_request, queue, _target in PHASES:
             stats = run_wrk(URL, seconds=5, per_request=per_request, queue=queue, path=path)
             failed += stats["non2xx"] + stats["socket_errors"]
         print(f"warm-up pass {passes}: {failed:.0f} non-2xx or socket errors")
-        if not failed:
-            break
     return passes, failed
 
 

@@ -103,9 +103,9 @@ def main() -> None:
                 process.wait()
             print(f"=== {name}: {time.monotonic() - step_began:.0f}s", flush=True)
             if process.returncode or not out.exists():
-                row = figure(f"{name}: did not finish", float("nan"), "", target=(">=", 0),
+                row = figure(f"{name}: did not finish", float("nan"), "",
                              note=f"exit status {process.returncode}; see {results / (name + '.log')}")  # fmt: skip
-                row["pass"] = False
+                row.update({"target": "script failed", "pass": False})
                 rows.append(row)
                 continue
             rows += json.loads(out.read_text())["figures"]
