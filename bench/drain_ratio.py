@@ -23,7 +23,9 @@ started at once, timed from when the last of them started (what was stored befor
 is left out): the scale-out, as ratios to one worker. On a 2-core machine that shares its
 cores with the store (and on the real stack with the JVMs) it cannot show much.
 
-    .venv/bin/python bench/drain_ratio.py [--events 20000] [--rounds 2] [--replicas 1,2,4] [--stack real]
+`--warmup` (the real stack) first runs one drain and one raw round, uncounted.
+
+    .venv/bin/python bench/drain_ratio.py [--events 20000] [--rounds 2] [--replicas 1,2,4] [--stack real --warmup]
 """
 
 from __future__ import annotations
@@ -166,6 +168,7 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=200, help="sessions (and profiles) the jobs rotate over")
     parser.add_argument("--rounds", type=int, default=2, help="drain and raw rounds each (ABBA order)")
     parser.add_argument("--batch", type=int, help="the background worker's max_batch_size (default: its setting)")
+    parser.add_argument("--warmup", action="store_true", help="a drain and a raw round first, uncounted (JVMs)")
     parser.add_argument("--replicas", default="", help="e.g. 1,2,4: also the drain rate with that many workers")
     add_common_arguments(parser)
     args = parser.parse_args()
@@ -182,6 +185,15 @@ def main() -> None:
           f"{args.sessions} sessions; worker batches min {config.min_batch_size} max {batch} "
           f"messages, max_time_in_buffer {config.max_time_in_buffer:g}s")  # fmt: skip
 
+    if args.warmup:
+        # The JVMs (Pulsar, Elasticsearch) compile their hot paths in the first rounds: uncounted.
+        for kind in ("drain", "raw"):
+            backlog = make_backlog(f"w{kind}", events=args.events, per_job=args.per_job, sessions=args.sessions)
+            if kind == "drain":
+                rate = drain(backlog, replicas=1, directory=directory, tag=f"w{kind}")
+            else:
+                rate = raw(backlog, batch=batch)
+            print(f"warm-up: {kind:5s} {rate:8.0f} events/s (uncounted)")
     rates: dict[str, list[float]] = {"drain": [], "raw": []}
     for index in range(2 * args.rounds):
         kind = "drain" if index % 4 in (0, 3) else "raw"
