@@ -37,8 +37,6 @@ from benchlib import (
     stop,
 )
 
-PORT = 8767
-URL = f"http://127.0.0.1:{PORT}"
 REFERENCE_ONE_EVENT = 239  # requests/s of the reference system with 1-event requests (issue 13)
 
 # (name, path, events per request, queue, target ratio to the bare endpoint or None)
@@ -51,7 +49,7 @@ PHASES = [
 ]
 
 
-def warm_up(seconds: float) -> tuple[int, float]:
+def warm_up(url: str, seconds: float) -> tuple[int, float]:
     """Every phase for 5 s per pass, for `seconds`, and then on until a pass has no non-2xx
     (at most three times `seconds`); returns (passes, non-2xx in the last pass)."""
     began = time.monotonic()
@@ -60,7 +58,7 @@ def warm_up(seconds: float) -> tuple[int, float]:
         passes += 1
         failed = 0.0
         for _name, path, per_request, queue, _target in PHASES:
-            stats = run_wrk(URL, seconds=5, per_request=per_request, queue=queue, path=path)
+            stats = run_wrk(url, seconds=5, per_request=per_request, queue=queue, path=path)
             failed += stats["non2xx"] + stats["socket_errors"]
         print(f"warm-up pass {passes}: {failed:.0f} non-2xx or socket errors")
     return passes, failed
@@ -78,18 +76,18 @@ def main() -> None:
 
     directory = prepare("bench-api", args.stack)
     set_workers(collector=1)  # queue mode needs the collector enabled; it does not run here
-    web = start_web(directory, PORT, options=args.gunicorn, app="bench.bare:application")
+    web, url = start_web(directory, options=args.gunicorn, app="bench.bare:application")
     try:
         print(f"machine: {describe_stack()}; gunicorn {args.gunicorn}; wrk -t2 -c16; "
               f"{args.rounds} rounds of {args.seconds}s per phase, alternating")  # fmt: skip
-        warm = warm_up(args.warmup) if args.warmup else None
+        warm = warm_up(url, args.warmup) if args.warmup else None
         ratios: dict[str, list[float]] = {name: [] for name, *_ in PHASES}
         rates: dict[str, list[float]] = {name: [] for name, *_ in PHASES}
         failures: dict[str, float] = {name: 0 for name, *_ in PHASES}
         for index in range(args.rounds):
             bare = None
             for name, path, per_request, queue, _target in PHASES:
-                stats = run_wrk(URL, seconds=args.seconds, per_request=per_request, queue=queue, path=path)
+                stats = run_wrk(url, seconds=args.seconds, per_request=per_request, queue=queue, path=path)
                 bare = bare or stats["ok_per_second"]
                 rates[name].append(stats["ok_per_second"])
                 ratios[name].append(stats["ok_per_second"] / bare)

@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -122,22 +123,31 @@ def stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
+def free_port() -> int:
+    """A port nothing listens on now (another benchmark or test run may use the usual ones)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def start_web(
-    directory: Path, port: int, *, options: str = "-w 2", app: str = "tracardi_site.wsgi"
-) -> subprocess.Popen:
-    """gunicorn on 127.0.0.1:port; returns once /track answers OPTIONS."""
+    directory: Path, *, options: str = "-w 2", app: str = "tracardi_site.wsgi"
+) -> tuple[subprocess.Popen, str]:
+    """gunicorn on a free 127.0.0.1 port; returns (process, base URL) once /track answers OPTIONS."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
     web = start(
         [sys.executable, "-m", "gunicorn", app, "-b", f"127.0.0.1:{port}", *options.split()],
         directory / "gunicorn.log",
     )
     wait_until(
-        lambda: _answers(f"http://127.0.0.1:{port}/track") or web.poll() is not None,
+        lambda: web.poll() is not None or _answers(f"{url}/track"),
         timeout=60,
         what=f"gunicorn to start (see {directory / 'gunicorn.log'})",
     )
     if web.poll() is not None:
         raise SystemExit(f"bench: gunicorn exited; see {directory / 'gunicorn.log'}")
-    return web
+    return web, url
 
 
 def _answers(url: str) -> bool:

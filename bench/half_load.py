@@ -57,8 +57,6 @@ from benchlib import (
     wait_until,
 )
 
-PORT = 8768
-URL = f"http://127.0.0.1:{PORT}"
 CHUNK_SECONDS = 10
 CONNECTIONS = 8
 PER_REQUEST = 10
@@ -77,7 +75,8 @@ def page_views() -> int:
 class Probes:
     """One 1-event request every `interval` s; each event's answer time and first sighting."""
 
-    def __init__(self, *, interval: float, queue: bool) -> None:
+    def __init__(self, url: str, *, interval: float, queue: bool) -> None:
+        self.url = url
         self.interval = interval
         self.queue = queue
         self.answered: dict[str, float] = {}
@@ -109,7 +108,7 @@ class Probes:
             "options": {"queue": self.queue},
         }
         try:
-            response = requests.post(f"{URL}/track", json=body, timeout=30)
+            response = requests.post(f"{self.url}/track", json=body, timeout=30)
             now = time.time()
             response.raise_for_status()
             with self.lock:
@@ -202,14 +201,14 @@ def main() -> None:
 
     directory = prepare("bench-half", args.stack)
     set_workers(background=1, collector=1 if args.queue else 0)
-    web = start_web(directory, PORT, options=args.gunicorn)
+    web, url = start_web(directory, options=args.gunicorn)
     workers = start([sys.executable, "manage.py", "run_workers"], directory / "workers.log")
     mode = "queue" if args.queue else "default"
     try:
         time.sleep(3)  # the supervisor starts its workers
         print(f"machine: {describe_stack()}; gunicorn {args.gunicorn}; {mode} mode, {PER_REQUEST} events "
               f"per request; half load for {args.minutes:g} min")  # fmt: skip
-        maximum = run_wrk(URL, seconds=args.max_seconds, per_request=PER_REQUEST, queue=args.queue)
+        maximum = run_wrk(url, seconds=args.max_seconds, per_request=PER_REQUEST, queue=args.queue)
         accepted = maximum["ok"] * PER_REQUEST
         print(f"maximum: {maximum['ok_per_second']:.0f} requests/s accepted with the workers running "
               f"({int(maximum['non2xx'])} non-2xx); waiting for the workers to store it")  # fmt: skip
@@ -218,14 +217,14 @@ def main() -> None:
         target = maximum["ok_per_second"] * args.share
         cycle_ms = CONNECTIONS * 1000 / target
         delay = cycle_ms * 0.8
-        probes = Probes(interval=args.probe_interval, queue=args.queue)
+        probes = Probes(url, interval=args.probe_interval, queue=args.queue)
         memory = Memory({"api": web.pid, "workers": workers.pid})
         probes.start()
         memory.thread.start()
         chunks = []  # (ok requests, seconds, stored page views at the end)
         non2xx = 0.0
         for _ in range(max(2, round(args.minutes * 60 / CHUNK_SECONDS))):
-            stats = run_wrk(URL, seconds=CHUNK_SECONDS, per_request=PER_REQUEST, queue=args.queue,
+            stats = run_wrk(url, seconds=CHUNK_SECONDS, per_request=PER_REQUEST, queue=args.queue,
                             connections=CONNECTIONS, delay_ms=delay)  # fmt: skip
             chunks.append((stats["ok"], stats["seconds"], page_views()))
             non2xx += stats["non2xx"] + stats["socket_errors"]
