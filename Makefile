@@ -9,9 +9,7 @@ test:   ## run the whole test suite (what .ci/run runs)
 setup:  ## install and migrate only
 	./devtools/setup.sh
 
-bench:  ## throughput and latency figures on this machine (README: Benchmarks)
+STACK ?= embedded
+bench:  ## issue 13's throughput figures as one table (README: Benchmarks); STACK=real: Pulsar + Elasticsearch + MySQL
 	./devtools/setup.sh
-	.venv/bin/python bench/track_throughput.py
-	.venv/bin/python bench/api_ratio.py
-	.venv/bin/python bench/workflow_throughput.py
-	.venv/bin/python bench/logging_cost.py
+	.venv/bin/python bench/run_all.py --stack $(STACK)

@@ -1,36 +1,43 @@
 """/track against a bare Django endpoint on the same server: the API's own cost, as ratios.
 
-Starts gunicorn (`-w 2`, the project plus POST /bare from bench/bare.py) on a fresh SQLite
-database under var/bench-api/, no workers running (the queue only grows), and drives it with
-wrk (-t2 -c16, 200 rotating sessions per connection) in alternating rounds: bare,
-queue mode and default mode with 10 events per request, then with 1 event per request.
-Each figure is requests/s divided by the bare endpoint's requests/s measured in the same
-round, so the machine's noise cancels; the table shows the median ratio of the rounds and
-the targets.
+Starts gunicorn (`-w 2`, the project plus POST /bare from bench/bare.py) on a fresh store
+(embedded: SQLite under var/bench-api/; `--stack real`: Pulsar + Elasticsearch + MySQL, a
+new tenant), no workers running (the queue only grows), and drives it with wrk (-t2 -c16,
+200 rotating sessions per connection) in alternating rounds: bare, queue mode and default
+mode with 10 events per request, then with 1 event per request. Each figure is requests/s
+divided by the bare endpoint's requests/s measured in the same round, so the machine's
+noise cancels; the table shows the median ratio of the rounds and the targets.
 
-    .venv/bin/python bench/api_ratio.py [--rounds 3] [--seconds 5]
+On the real stack it also reports the absolute targets of issue 13 (queue mode >= 5,000
+events/s; 1-event requests >= 3 x 239 requests/s; no non-2xx once warm), and with
+`--compare embedded.json` (this script's JSON from an embedded run) the real stack's
+figures against the embedded ones. `--warmup` first sends every phase, uncounted, until a
+pass has no non-2xx answer (or the warm-up time is used up): the JVMs compile their hot
+paths, Pulsar opens its producers and ledgers, Elasticsearch its indices.
+
+    .venv/bin/python bench/api_ratio.py [--rounds 3] [--seconds 5] [--stack real --warmup 30] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import re
-import shutil
-import statistics
-import subprocess
-import sys
+import json
 import time
-from pathlib import Path
 
-import requests
-from benchlib import ensure_wrk, start, stop
+from benchlib import (
+    add_common_arguments,
+    describe_stack,
+    figure,
+    median,
+    prepare,
+    report,
+    run_wrk,
+    set_workers,
+    start_web,
+    stop,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH_DIR = ROOT / "var" / "bench-api"
-PORT = 8767
-URL = f"http://127.0.0.1:{PORT}"
-SOURCE = "bench-source"
+REFERENCE_ONE_EVENT = 239  # requests/s of the reference system with 1-event requests (issue 13)
 
 # (name, path, events per request, queue, target ratio to the bare endpoint or None)
 PHASES = [
@@ -42,16 +49,19 @@ PHASES = [
 ]
 
 
-def wrk_round(wrk: str, *, path: str, per_request: int, queue: bool, seconds: int) -> dict[str, float]:
-    result = subprocess.run(
-        [wrk, "-t2", "-c16", f"-d{seconds}s", "--timeout", "10s", "-s", str(ROOT / "bench" / "track.lua"), URL,
-         "--", str(per_request), SOURCE, "true" if queue else "false", path, "200"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    line = next(row for row in result.stdout.splitlines() if row.startswith("WRK "))
-    stats = {key: float(value) for key, value in re.findall(r"(\w+)=([\d.]+)", line)}
-    stats["ok_per_second"] = (stats["requests"] - stats["non2xx"] - stats["socket_errors"]) / stats["seconds"]
-    return stats
+def warm_up(url: str, seconds: float) -> tuple[int, float]:
+    """Every phase for 5 s per pass, for `seconds`, and then on until a pass has no non-2xx
+    (at most three times `seconds`); returns (passes, non-2xx in the last pass)."""
+    began = time.monotonic()
+    passes, failed = 0, 1.0
+    while time.monotonic() - began < seconds or (failed and time.monotonic() - began < 3 * seconds):
+        passes += 1
+        failed = 0.0
+        for _name, path, per_request, queue, _target in PHASES:
+            stats = run_wrk(url, seconds=5, per_request=per_request, queue=queue, path=path)
+            failed += stats["non2xx"] + stats["socket_errors"]
+        print(f"warm-up pass {passes}: {failed:.0f} non-2xx or socket errors")
+    return passes, failed
 
 
 def main() -> None:
@@ -59,58 +69,74 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--gunicorn", default="-w 2", help="gunicorn worker options, e.g. '-w 2 --threads 8'")
+    parser.add_argument("--warmup", type=float, default=0, help="seconds of uncounted load first (the real stack)")
+    parser.add_argument("--compare", help="this script's JSON from an embedded run: report the real stack against it")
+    add_common_arguments(parser)
     args = parser.parse_args()
-    wrk = ensure_wrk()
-    shutil.rmtree(BENCH_DIR, ignore_errors=True)
-    BENCH_DIR.mkdir(parents=True)
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tracardi_site.settings",
-           "DATABASE_URL": f"sqlite:///{BENCH_DIR / 'bench.sqlite3'}"}  # fmt: skip
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-    subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c",
-         "from tracking.models import EventSource; from queueing.models import WorkerSettings;"
-         f"EventSource.objects.create(id='{SOURCE}', name='bench');"
-         "WorkerSettings.objects.filter(worker_type='collector').update(enabled=True)"],
-        cwd=ROOT, env=env, check=True,
-    )  # fmt: skip
-    web = start(
-        [sys.executable, "-m", "gunicorn", "bench.bare:application", "-b", f"127.0.0.1:{PORT}",
-         *args.gunicorn.split()],
-        BENCH_DIR / "gunicorn.log", env=env,
-    )  # fmt: skip
+
+    directory = prepare("bench-api", args.stack)
+    set_workers(collector=1)  # queue mode needs the collector enabled; it does not run here
+    web, url = start_web(directory, options=args.gunicorn, app="bench.bare:application")
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.options(f"{URL}/track", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("bench: gunicorn did not start; see var/bench-api/gunicorn.log")
-            time.sleep(0.2)
-        print(f"machine: {os.cpu_count()} cores; gunicorn {args.gunicorn}; wrk -t2 -c16; "
+        print(f"machine: {describe_stack()}; gunicorn {args.gunicorn}; wrk -t2 -c16; "
               f"{args.rounds} rounds of {args.seconds}s per phase, alternating")  # fmt: skip
+        warm = warm_up(url, args.warmup) if args.warmup else None
         ratios: dict[str, list[float]] = {name: [] for name, *_ in PHASES}
         rates: dict[str, list[float]] = {name: [] for name, *_ in PHASES}
         failures: dict[str, float] = {name: 0 for name, *_ in PHASES}
-        for _ in range(args.rounds):
+        for index in range(args.rounds):
             bare = None
             for name, path, per_request, queue, _target in PHASES:
-                stats = wrk_round(wrk, path=path, per_request=per_request, queue=queue, seconds=args.seconds)
+                stats = run_wrk(url, seconds=args.seconds, per_request=per_request, queue=queue, path=path)
                 bare = bare or stats["ok_per_second"]
                 rates[name].append(stats["ok_per_second"])
                 ratios[name].append(stats["ok_per_second"] / bare)
                 failures[name] += stats["non2xx"] + stats["socket_errors"]
-        print(f"\n{'figure':32s} {'requests/s':>11s} {'bare req/s':>11s} {'ratio':>6s} {'target':>7s}  result")
-        for name, _path, _n, _q, target in PHASES:
-            ratio = statistics.median(ratios[name])
-            verdict = "-" if target is None else ("PASS" if ratio >= target else "FAIL")
-            print(f"{name:32s} {statistics.median(rates[name]):11.0f} {statistics.median(rates[PHASES[0][0]]):11.0f} "
-                  f"{ratio:6.2f} {'' if target is None else f'>= {target}':>7s}  {verdict}"
-                  + (f"  ({int(failures[name])} non-2xx)" if failures[name] else ""))  # fmt: skip
+            print(f"round {index + 1}: " + ", ".join(f"{n} {rates[n][-1]:.0f}/s" for n, *_ in PHASES))
     finally:
         stop(web)
+
+    bare_name = PHASES[0][0]
+    bare_rate = median(rates[bare_name])
+    rows = []
+    for name, _path, _per_request, _queue, target in PHASES[1:]:
+        # The median of the rounds' ratios (each against the bare rate of its own round); the
+        # value and baseline shown are the medians of the requests/s.
+        rate, ratio = median(rates[name]), median(ratios[name])
+        row = figure(f"API {name} (req/s)", rate, "req/s", baseline=bare_rate, baseline_label="bare", ratio=ratio,
+                     target=(">=", target),
+                     note=f"{int(failures[name])} non-2xx or socket errors" if failures[name] else "")  # fmt: skip
+        rows.append(row)
+    if args.stack == "real":
+        rows += real_stack_figures(rates, failures, warm, args.compare)
+    report(rows, args.json, rates=rates, bare_per_second=bare_rate)
+
+
+def real_stack_figures(rates, failures, warm, compare: str | None) -> list[dict]:
+    rows = [
+        figure("real: queue mode, 10 events (events/s)", median(rates["queue mode, 10 events"]) * 10, "events/s",
+               target=(">=", 5000)),
+        figure("real: queue mode, 1 event (req/s)", median(rates["queue mode, 1 event"]), "req/s",
+               baseline=REFERENCE_ONE_EVENT, baseline_label="reference", target=(">=", 3)),
+        figure("real: default mode, 1 event (req/s)", median(rates["default mode, 1 event"]), "req/s",
+               baseline=REFERENCE_ONE_EVENT, baseline_label="reference", target=(">=", 3)),
+        figure("real: non-2xx once warm", sum(failures.values()), "answers", target=("<=", 0),
+               note="" if warm is None else f"warm-up: {warm[0]} pass(es) of every phase for 5 s, "
+               f"{warm[1]:.0f} non-2xx in the last"),
+    ]  # fmt: skip
+    if compare:
+        try:
+            embedded = json.loads(open(compare).read())["rates"]  # noqa: SIM115
+        except (OSError, KeyError, ValueError):
+            print(f"bench: no embedded figures in {compare}; the comparison with the embedded stack is left out")
+            return rows
+        for name in ("queue mode, 10 events", "default mode, 10 events"):
+            row = figure(f"real vs embedded: {name} (req/s)", median(rates[name]), "req/s",
+                         baseline=median(embedded[name]), baseline_label="embedded", target=(">=", 1),
+                         note="the embedded figure comes from an earlier run (run_all: the embedded pass), "
+                         "not from alternating rounds")  # fmt: skip
+            rows.append(row)
+    return rows
 
 
 if __name__ == "__main__":

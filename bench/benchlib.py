@@ -1,14 +1,225 @@
-"""What the benchmark scripts share: wrk, and starting and stopping the processes measured."""
+"""What the benchmark scripts share: the stack they run on, wrk, starting and stopping the
+processes measured, sampling their memory, and the figures they report (printed, and as
+JSON for bench/run_all.py)."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import re
 import shutil
 import signal
+import socket
+import statistics
 import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
+
+import requests
 
 ROOT = Path(__file__).resolve().parent.parent
+VAR = ROOT / "var"
+SOURCE = "bench-source"
+
+# The real stack of devtools/services/up.sh; each can be overridden from the environment.
+REAL_STACK = {
+    "DATABASE_URL": "mysql://tracardi:tracardi@127.0.0.1:13306/tracardi",
+    "QUEUE_BACKEND": "pulsar",
+    "PULSAR_SERVICE_URL": "pulsar://127.0.0.1:16650",
+    "PULSAR_ADMIN_URL": "http://127.0.0.1:18080",
+    "STORE_BACKEND": "elasticsearch",
+    "ELASTICSEARCH_URL": "http://127.0.0.1:19200",
+    "ELASTICSEARCH_REPLICAS": "0",
+}
+
+
+# --- the stack ------------------------------------------------------------------------
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--stack",
+        choices=["embedded", "real"],
+        default="embedded",
+        help="embedded: SQLite broker and store (the defaults); real: Pulsar + Elasticsearch + MySQL "
+        "(devtools/services/up.sh), settings from REAL_STACK unless set in the environment",
+    )
+    parser.add_argument("--json", type=Path, help="also write the figures to this file (bench/run_all.py reads it)")
+
+
+def prepare(name: str, stack: str) -> Path:
+    """Points this process (and what it starts) at a fresh store: embedded, a new SQLite
+    database under var/<name>/; real, the real servers and a new TENANT (its Pulsar topics and
+    Elasticsearch indices start empty). Migrates, creates the event source, sets Django up.
+    Returns the directory for logs."""
+    directory = VAR / name
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "tracardi_site.settings"
+    os.environ["PYTHONUNBUFFERED"] = "1"
+    if stack == "real":
+        for key, value in REAL_STACK.items():
+            os.environ.setdefault(key, value)
+    else:
+        os.environ["DATABASE_URL"] = f"sqlite:///{directory / 'bench.sqlite3'}"
+        os.environ["QUEUE_BACKEND"] = "database"
+        os.environ["STORE_BACKEND"] = "database"
+    os.environ["TENANT"] = f"{name.replace('-', '')}{int(time.time())}"
+    sys.path.insert(0, str(ROOT))
+
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from tracking.models import EventSource
+
+    call_command("migrate", verbosity=0)
+    EventSource.objects.update_or_create(id=SOURCE, defaults={"name": "bench", "enabled": True})
+    return directory
+
+
+def describe_stack() -> str:
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
+    return (
+        f"{os.cpu_count()} cores; database {database}; broker {settings.QUEUE_BACKEND}; "
+        f"store {settings.STORE_BACKEND}; tenant {settings.TENANT}"
+    )
+
+
+def set_workers(**enabled: int) -> None:
+    """worker.<type>.enabled and replicas, e.g. set_workers(background=1, collector=0)."""
+    from queueing.models import WorkerSettings
+
+    for worker_type, replicas in enabled.items():
+        WorkerSettings.objects.update_or_create(
+            worker_type=worker_type, defaults={"enabled": replicas > 0, "replicas": max(replicas, 1)}
+        )
+
+
+# --- processes ------------------------------------------------------------------------
+
+
+def start(args: list[str], log: Path, *, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """A process of the project, run from the repository root, its output in `log`."""
+    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+
+
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM (workers finish their batch), then SIGKILL after a minute."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def free_port() -> int:
+    """A port nothing listens on now (another benchmark or test run may use the usual ones)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_web(
+    directory: Path, *, options: str = "-w 2", app: str = "tracardi_site.wsgi"
+) -> tuple[subprocess.Popen, str]:
+    """gunicorn on a free 127.0.0.1 port; returns (process, base URL) once /track answers OPTIONS."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    web = start(
+        [sys.executable, "-m", "gunicorn", app, "-b", f"127.0.0.1:{port}", *options.split()],
+        directory / "gunicorn.log",
+    )
+    wait_until(
+        lambda: web.poll() is not None or _answers(f"{url}/track"),
+        timeout=60,
+        what=f"gunicorn to start (see {directory / 'gunicorn.log'})",
+    )
+    if web.poll() is not None:
+        raise SystemExit(f"bench: gunicorn exited; see {directory / 'gunicorn.log'}")
+    return web, url
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.options(url, timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def start_worker(worker_type: str, log: Path) -> subprocess.Popen:
+    """`manage.py run_worker <type>`; returns once it logged that it started (subscribed)."""
+    worker = start([sys.executable, "manage.py", "run_worker", worker_type], log)
+    wait_until(
+        lambda: "started (pid" in log.read_text(errors="replace") or worker.poll() is not None,
+        timeout=120,
+        what=f"the {worker_type} worker to start (see {log})",
+        interval=0.01,
+    )
+    if worker.poll() is not None:
+        raise SystemExit(f"bench: the {worker_type} worker exited; see {log}")
+    return worker
+
+
+def wait_until(done: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.2) -> float:
+    """Polls `done`; returns the time.perf_counter() at which it was true."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"bench: timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+    return time.perf_counter()
+
+
+def process_tree(pid: int) -> list[int]:
+    """pid and its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo += children.get(current, [])
+    return found
+
+
+def rss_mib(pid: int) -> float | None:
+    """Resident set size from /proc/<pid>/status (VmRSS), None if the process is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return "?"
+
+
+# --- wrk ------------------------------------------------------------------------------
 
 
 def ensure_wrk() -> str:
@@ -19,15 +230,117 @@ def ensure_wrk() -> str:
     return shutil.which("wrk") or "wrk"
 
 
-def start(args: list[str], log: Path, *, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """A process of the project, run from the repository root, its output in `log`."""
-    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+def run_wrk(
+    url: str,
+    *,
+    seconds: float,
+    per_request: int,
+    queue: bool,
+    path: str = "/track",
+    connections: int = 16,
+    sessions: int = 200,
+    delay_ms: float = 0,
+) -> dict[str, float]:
+    """POSTs bench/track.lua payloads for `seconds`; returns requests, non2xx, socket_errors,
+    seconds, p50_ms, p99_ms, ok_per_second (2xx answers/s). `delay_ms` paces each connection
+    (wrk's delay(): that long between an answer and the next request)."""
+    wrk = ensure_wrk()
+    result = subprocess.run(
+        [wrk, "-t2", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
+         "-s", str(ROOT / "bench" / "track.lua"), url,
+         "--", str(per_request), SOURCE, "true" if queue else "false", path, str(sessions), f"{delay_ms:.3f}"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    line = next(row for row in result.stdout.splitlines() if row.startswith("WRK "))
+    stats = {key: float(value) for key, value in re.findall(r"(\w+)=([\d.]+)", line)}
+    stats["ok"] = stats["requests"] - stats["non2xx"] - stats["socket_errors"]
+    stats["ok_per_second"] = stats["ok"] / stats["seconds"]
+    return stats
 
 
-def stop(process: subprocess.Popen) -> None:
-    """SIGTERM (workers finish their batch), then SIGKILL after a minute."""
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(60)
-    except subprocess.TimeoutExpired:
-        process.kill()
+# --- figures --------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def figure(
+    name: str,
+    value: float,
+    unit: str,
+    *,
+    baseline: float | None = None,
+    baseline_label: str = "",
+    target: tuple[str, float] | None = None,
+    note: str = "",
+    ratio: float | None = None,
+) -> dict[str, Any]:
+    """One row of the table. With a baseline the target applies to the ratio (value/baseline,
+    unless given: e.g. the median of per-round ratios), else to the value. target: (">=" or
+    "<=", bound); None: reported only."""
+    if ratio is None:
+        ratio = value / baseline if baseline else None
+    checked = ratio if baseline else value
+    passed = None
+    if target is not None:
+        op, bound = target
+        passed = checked >= bound if op == ">=" else checked <= bound
+    return {
+        "figure": name,
+        "value": value,
+        "unit": unit,
+        "baseline": baseline,
+        "baseline_label": baseline_label,
+        "ratio": ratio,
+        "target": None if target is None else f"{'ratio ' if baseline else ''}{target[0]} {target[1]:g}",
+        "pass": passed,
+        "note": note,
+    }
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return ""
+    if value != value:  # NaN
+        return "n/a"
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.2f}"
+
+
+def table(rows: Sequence[dict[str, Any]]) -> str:
+    """The figures as one fixed-width table: figure, value, baseline, ratio, target, result."""
+    header = ("figure", "value", "baseline", "ratio", "target", "result")
+    lines = [
+        (
+            row["figure"],
+            f"{_number(row['value'])} {row['unit']}".strip(),
+            f"{_number(row['baseline'])} {row['baseline_label']}".strip() if row["baseline"] is not None else "",
+            _number(row["ratio"]),
+            row["target"] or "(reported)",
+            {True: "PASS", False: "FAIL", None: "-"}[row["pass"]],
+        )
+        for row in rows
+    ]
+    widths = [max(len(str(cells[i])) for cells in [header, *lines]) for i in range(len(header))]
+    out = [
+        "  ".join(str(c).ljust(w) for c, w in zip(header, widths, strict=True)),
+        "  ".join("-" * w for w in widths),
+    ]
+    out += ["  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)) for cells in lines]
+    notes = [f"- {row['figure']}: {row['note']}" for row in rows if row.get("note")]
+    return "\n".join(out + (["", *notes] if notes else []))
+
+
+def report(rows: list[dict[str, Any]], json_path: Path | None, **extra: Any) -> None:
+    print()
+    print(table(rows))
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps({"figures": rows, **extra}, indent=2, default=str))

@@ -1,6 +1,7 @@
 -- wrk script for POST /track: args <events per request> <source id> <queue: true|false>
--- [<path, default /track> <sessions per connection, default 500>].
--- Each connection cycles through its own sessions, like returning visitors.
+-- [<path, default /track> <sessions per connection, default 500> <delay ms, default 0>].
+-- Each connection cycles through its own sessions, like returning visitors. A delay paces
+-- each connection: that many milliseconds between an answer and its next request.
 local threads = {}
 
 function setup(thread)
@@ -14,6 +15,14 @@ function init(args)
   queue = args[3] or "false"
   path = args[4] or "/track"
   sessions = tonumber(args[5]) or 500
+  local pause = tonumber(args[6]) or 0
+  if pause > 0 then
+    -- Defined only when asked for: wrk checks for delay() after init, and without it
+    -- sends each request as soon as the last was answered.
+    function delay()
+      return pause
+    end
+  end
   counter = 0
   local events = {}
   for i = 1, per_request do

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from benchlib import ensure_wrk, start, stop
+from benchlib import ensure_wrk, run_wrk, start, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / "var" / "bench"
@@ -36,16 +34,6 @@ os.environ.setdefault("TENANT", f"bench{int(time.time())}")
 sys.path.insert(0, str(ROOT))
 
 
-def run_wrk(wrk: str, *, seconds: int, connections: int, per_request: int, queue: bool) -> dict[str, float]:
-    result = subprocess.run(
-        [wrk, "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(ROOT / "bench" / "track.lua"),
-         URL, "--", str(per_request), SOURCE, "true" if queue else "false"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    line = next(row for row in result.stdout.splitlines() if row.startswith("WRK "))
-    return {key: float(value) for key, value in re.findall(r"(\w+)=([\d.]+)", line)}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=10, help="length of each phase")
@@ -53,7 +41,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8)
     args = parser.parse_args()
 
-    wrk = ensure_wrk()
+    ensure_wrk()
     shutil.rmtree(BENCH_DIR, ignore_errors=True)
     BENCH_DIR.mkdir(parents=True)
 
@@ -103,7 +91,12 @@ def main() -> None:
         for name, per_request, queue in phases:
             started = time.perf_counter()
             stats = run_wrk(
-                wrk, seconds=args.seconds, connections=args.connections, per_request=per_request, queue=queue
+                URL,
+                seconds=args.seconds,
+                connections=args.connections,
+                per_request=per_request,
+                queue=queue,
+                sessions=500,
             )
             ok_requests = stats["requests"] - stats["non2xx"] - stats["socket_errors"]
             events = int(ok_requests) * per_request
