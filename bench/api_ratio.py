@@ -1,6 +1,7 @@
 """/track against a bare Django endpoint on the same server: the API's own cost, as ratios.
 
-Starts gunicorn (`-w 2`, the project plus POST /bare from bench/bare.py) on a fresh store
+Starts gunicorn (`-w 2`, and gunicorn.conf.py's gthread with WEB_THREADS threads: the
+shipped worker model; the project plus POST /bare from bench/bare.py) on a fresh store
 (embedded: SQLite under var/bench-api/; `--stack real`: Pulsar + Elasticsearch + MySQL, a
 new tenant), no workers running (the queue only grows), and drives it with wrk (-t2 -c16,
 200 rotating sessions per connection) in alternating rounds: bare, queue mode and default
@@ -25,6 +26,7 @@ import json
 import time
 
 from benchlib import (
+    THREADS,
     add_common_arguments,
     describe_stack,
     figure,
@@ -78,7 +80,7 @@ def main() -> None:
     set_workers(collector=1)  # queue mode needs the collector enabled; it does not run here
     web, url = start_web(directory, options=args.gunicorn, app="bench.bare:application")
     try:
-        print(f"machine: {describe_stack()}; gunicorn {args.gunicorn}; wrk -t2 -c16; "
+        print(f"machine: {describe_stack()}; gunicorn {args.gunicorn} {THREADS}; wrk -t2 -c16; "
               f"{args.rounds} rounds of {args.seconds}s per phase, alternating")  # fmt: skip
         warm = warm_up(url, args.warmup) if args.warmup else None
         ratios: dict[str, list[float]] = {name: [] for name, *_ in PHASES}

@@ -1,8 +1,9 @@
 """Half load with the workers running: is everything accepted stored, how soon, and does
 memory stay flat?
 
-Starts gunicorn (-w 2) and `run_workers` (the embedded defaults: background and workflow
-workers, the outbox cluster; `--queue` adds the collector) on a fresh store, then:
+Starts gunicorn (-w 2, gunicorn.conf.py's gthread threads) and `run_workers` (the
+embedded defaults: background and workflow workers, the outbox cluster; `--queue` adds
+the collector) on a fresh store, then:
 
 1. maximum: wrk without pauses (-c16, 10 events per request, default mode or with
    `--queue` queue mode) for --max-seconds: the maximum accepted rate with the workers
@@ -40,6 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 from benchlib import (
     SOURCE,
+    THREADS,
     add_common_arguments,
     command_line,
     describe_stack,
@@ -206,7 +208,7 @@ def main() -> None:
     mode = "queue" if args.queue else "default"
     try:
         time.sleep(3)  # the supervisor starts its workers
-        print(f"machine: {describe_stack()}; gunicorn {args.gunicorn}; {mode} mode, {PER_REQUEST} events "
+        print(f"machine: {describe_stack()}; gunicorn {args.gunicorn} {THREADS}; {mode} mode, {PER_REQUEST} events "
               f"per request; half load for {args.minutes:g} min")  # fmt: skip
         maximum = run_wrk(url, seconds=args.max_seconds, per_request=PER_REQUEST, queue=args.queue)
         accepted = maximum["ok"] * PER_REQUEST
