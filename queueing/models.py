@@ -151,8 +151,10 @@ class WorkerSettings(models.Model):
         validators=[MinValueValidator(1), MaxValueValidator(MAX_BATCH_SIZE)],
         help_text="bulker.maxBatchSize: never more messages than this in one batch.",
     )
+    # A quarter second: at low and half load a batch never fills, so every event waits this
+    # long per stage; at full load batches fill (min_batch_size) long before it.
     max_time_in_buffer = models.FloatField(
-        default=1.0,
+        default=0.25,
         validators=[MinValueValidator(0.0), MaxValueValidator(3600.0)],
         help_text="bulker.maxTimeInBuffer: ...or once its first message has waited this many seconds.",
     )
