@@ -71,7 +71,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--gunicorn", default="-w 2", help="gunicorn worker options, e.g. '-w 2 --threads 8'")
-    parser.add_argument("--warmup", type=float, default=0, help="seconds of uncounted load first (the real stack)")
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=0,
+        help="seconds of uncounted load first: registers the sessions (returning visitors), warms the JVMs",
+    )
     parser.add_argument("--compare", help="this script's JSON from an embedded run: report the real stack against it")
     add_common_arguments(parser)
     args = parser.parse_args()
