@@ -7,7 +7,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -68,11 +68,16 @@ def make_supervisor(children: Children, policy: HangPolicy = RELAXED) -> Supervi
 
 
 @pytest.fixture
-def supervisors(settings, children: Children) -> Iterator[list[Supervisor]]:
-    """Supervisors made in a test; their children are killed afterwards."""
+def supervise(settings, children: Children) -> Iterator[Callable[[HangPolicy], Supervisor]]:
+    """Makes supervisors of the stand-in workers; their children are killed afterwards."""
     settings.OUTBOX_RUN_CLUSTER = False
     made: list[Supervisor] = []
-    yield made
+
+    def make(policy: HangPolicy = RELAXED) -> Supervisor:
+        made.append(make_supervisor(children, policy))
+        return made[-1]
+
+    yield make
     for supervisor in made:
         for state in supervisor.state.values():
             for process in state.running + state.stopping:
@@ -82,9 +87,8 @@ def supervisors(settings, children: Children) -> Iterator[list[Supervisor]]:
 
 
 @pytest.fixture
-def supervisor(supervisors: list[Supervisor], children: Children) -> Supervisor:
-    supervisors.append(make_supervisor(children))
-    return supervisors[0]
+def supervisor(supervise: Callable[[HangPolicy], Supervisor]) -> Supervisor:
+    return supervise(RELAXED)
 
 
 def exited(process: subprocess.Popen) -> bool:
@@ -111,11 +115,10 @@ def test_it_starts_the_replicas_wanted_with_the_run_worker_command(supervisor, c
     assert [p.pid for p in background.running] == pids
 
 
-def test_the_cluster_is_started_with_qcluster_and_never_judged_hung(settings, supervisors, children):
+def test_the_cluster_is_started_with_qcluster_and_never_judged_hung(settings, supervise, children):
     settings.OUTBOX_RUN_CLUSTER = True
     impatient = HangPolicy(heartbeat_seconds=0.01, hang_seconds=0.03, grace_seconds=0.01)
-    supervisors.append(make_supervisor(children, impatient))
-    supervisor = supervisors[0]
+    supervisor = supervise(impatient)
     supervisor.step({CLUSTER: 1})
     (cluster,) = supervisor.state[CLUSTER].running
     assert children.args(cluster) == "qcluster"
@@ -193,10 +196,9 @@ def test_back_off_doubles_up_to_the_limit_and_forgives_a_worker_that_lived_long(
     assert supervisor.back_off(state, 99, now) == 1.0 and state.crashes == 1
 
 
-def test_a_worker_whose_heartbeat_went_silent_is_killed_and_restarted_later(supervisors, children):
+def test_a_worker_whose_heartbeat_went_silent_is_killed_and_restarted_later(supervise):
     policy = HangPolicy(heartbeat_seconds=1.0, hang_seconds=10.0, grace_seconds=600.0)
-    supervisors.append(make_supervisor(children, policy))
-    supervisor = supervisors[0]
+    supervisor = supervise(policy)
     supervisor.step({"background": 2})
     state = supervisor.state["background"]
     hung, fine = state.running
@@ -207,10 +209,9 @@ def test_a_worker_whose_heartbeat_went_silent_is_killed_and_restarted_later(supe
     assert state.crashes == 1 and state.not_before > time.monotonic()  # restarted like a crash
 
 
-def test_a_worker_without_a_first_heartbeat_is_hung_only_after_the_start_grace(supervisors, children):
+def test_a_worker_without_a_first_heartbeat_is_hung_only_after_the_start_grace(supervise):
     policy = HangPolicy(heartbeat_seconds=1.0, hang_seconds=600.0, grace_seconds=0.2)
-    supervisors.append(make_supervisor(children, policy))
-    supervisor = supervisors[0]
+    supervisor = supervise(policy)
     supervisor.step({"background": 1})
     state = supervisor.state["background"]
     (starting,) = state.running
@@ -221,10 +222,9 @@ def test_a_worker_without_a_first_heartbeat_is_hung_only_after_the_start_grace(s
     assert exited(starting) and starting.returncode == -signal.SIGKILL and state.running == []
 
 
-def test_without_heartbeats_nobody_is_judged_hung(supervisors, children):
+def test_without_heartbeats_nobody_is_judged_hung(supervise):
     impatient = HangPolicy(heartbeat_seconds=0.01, hang_seconds=0.03, grace_seconds=0.01)
-    supervisors.append(make_supervisor(children, impatient))
-    supervisor = supervisors[0]
+    supervisor = supervise(impatient)
     supervisor.step({"background": 1})
     (worker,) = supervisor.state["background"].running
     wait_for(lambda: time.time() - supervisor.state["background"].spawned_at[worker.pid] > 0.05, timeout=5)
@@ -232,10 +232,9 @@ def test_without_heartbeats_nobody_is_judged_hung(supervisors, children):
     assert supervisor.state["background"].running == [worker] and not exited(worker)
 
 
-def test_silence_the_supervisor_could_not_see_is_not_held_against_a_worker(supervisors, children):
+def test_silence_the_supervisor_could_not_see_is_not_held_against_a_worker(supervise):
     policy = HangPolicy(heartbeat_seconds=1.0, hang_seconds=10.0, grace_seconds=600.0)
-    supervisors.append(make_supervisor(children, policy))
-    supervisor = supervisors[0]
+    supervisor = supervise(policy)
     supervisor.step({"background": 1})
     (worker,) = supervisor.state["background"].running
     now = time.time()
