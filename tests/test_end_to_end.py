@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +17,11 @@ from storage.store import get_store
 from storage.workers.background import BackgroundWorker
 from tests.helpers import payload, wait_for
 from tests.support.processes import start_api
-from tests.support.scenarios import backlog_total, reference_payload_flows_through_the_workers
+from tests.support.scenarios import (
+    answers_503_while_the_broker_is_locked,
+    backlog_total,
+    reference_payload_flows_through_the_workers,
+)
 from tracking.accept import COLLECTOR_DISABLED_WARNING
 from tracking.models import SessionIdentity
 
@@ -139,19 +142,7 @@ def test_track_answers_503_with_retry_after_while_the_broker_cannot_publish(proc
     """Another writer holds the database broker's lock: nothing is accepted, and the API says so."""
     source = make_source()
     server, url = start_api(env={**process_env, "DATABASE_TIMEOUT_SECONDS": "0.2"}, log=tmp_path / "api.log")
-    before = QueueMessage.objects.count()
-    lock = sqlite3.connect(connection.settings_dict["NAME"], timeout=5)
-    lock.execute("BEGIN EXCLUSIVE")
     try:
-        response = requests.post(f"{url}/track", json=payload(source.id), timeout=10)
-    finally:
-        lock.rollback()
-        lock.close()
-    try:
-        assert response.status_code == 503
-        assert response.headers["Retry-After"] == "5"
-        assert response.json() == {"detail": "The event queue is unavailable; nothing was accepted. Retry later."}
-        assert QueueMessage.objects.count() == before
-        assert requests.post(f"{url}/track", json=payload(source.id), timeout=10).status_code == 200
+        answers_503_while_the_broker_is_locked(f"{url}/track", payload(source.id))
     finally:
         server.stop()

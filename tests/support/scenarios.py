@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 
 import requests
+from django.db import connection
 
 from queueing.broker import get_broker
+from queueing.models import QueueMessage
 from queueing.selectors import topic_backlog
 from queueing.topics import COLLECTOR, FUNCTIONS, Topic
 from storage.store import get_store
@@ -44,3 +47,22 @@ def reference_payload_flows_through_the_workers(live_api: str, spawn, make_sourc
     assert collector.stop() == 0 and background.stop() == 0
     assert "Events: Saved 4, Errors=0, ErrorIds=[]" in background.output()  # page-view and 3 system events
     assert "Profiles: Saved 1, Errors=0, ErrorIds=[], Time=" in background.output()
+
+
+def answers_503_while_the_broker_is_locked(url: str, body: object) -> None:
+    """Another writer holds the SQLite database (so the database broker's lock): a POST of
+    `body` to `url` (an API started with a short DATABASE_TIMEOUT_SECONDS) is refused with
+    503 and Retry-After, nothing is queued, and the same POST succeeds once the lock is gone."""
+    before = QueueMessage.objects.count()
+    lock = sqlite3.connect(connection.settings_dict["NAME"], timeout=5)
+    lock.execute("BEGIN EXCLUSIVE")
+    try:
+        response = requests.post(url, json=body, timeout=10)
+    finally:
+        lock.rollback()
+        lock.close()
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    assert response.json() == {"detail": "The event queue is unavailable; nothing was accepted. Retry later."}
+    assert QueueMessage.objects.count() == before
+    assert requests.post(url, json=body, timeout=10).status_code == 200

@@ -4,11 +4,9 @@ runs /track's path with a payload built from the body."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import uuid
 
 import pytest
-import requests
 from django.db import connection
 from django.test import Client, override_settings
 
@@ -16,6 +14,7 @@ from queueing.models import QueueMessage
 from storage.store import get_store
 from tests.helpers import drain, payload
 from tests.support.processes import start_api
+from tests.support.scenarios import answers_503_while_the_broker_is_locked
 from tracking.models import BridgeType, SessionIdentity
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -148,20 +147,8 @@ def test_track_reads_a_json_body_sent_as_text_plain(client, make_source):
 def test_collect_answers_503_with_retry_after_while_the_broker_cannot_publish(process_env, make_source, tmp_path):
     source = make_source(bridge=BridgeType.WEBHOOK)
     server, url = start_api(env={**process_env, "DATABASE_TIMEOUT_SECONDS": "0.2"}, log=tmp_path / "api.log")
-    before = QueueMessage.objects.count()
-    lock = sqlite3.connect(connection.settings_dict["NAME"], timeout=5)
-    lock.execute("BEGIN EXCLUSIVE")
     try:
-        response = requests.post(f"{url}/collect/a/{source.id}", json={"x": 1}, timeout=10)
-    finally:
-        lock.rollback()
-        lock.close()
-    try:
-        assert response.status_code == 503
-        assert response.headers["Retry-After"] == "5"
-        assert response.json() == {"detail": "The event queue is unavailable; nothing was accepted. Retry later."}
-        assert QueueMessage.objects.count() == before
-        assert requests.post(f"{url}/collect/a/{source.id}", json={"x": 1}, timeout=10).status_code == 200
+        answers_503_while_the_broker_is_locked(f"{url}/collect/a/{source.id}", {"x": 1})
     finally:
         server.stop()
 
