@@ -13,14 +13,13 @@ within a second), and bench/api_ratio.py and bench/track_throughput.py measure i
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import orjson
 from django.conf import settings
@@ -59,14 +58,14 @@ class NewMessage(NamedTuple):
     error: str = ""
 
 
-def count_messages(topic: str, *, published: int = 0, acknowledged: int = 0, cursor: Any = None) -> None:
+def count_messages(topic: str, *, published: int = 0, acknowledged: int = 0) -> None:
     """Adds to the topic's counters; call inside the transaction that writes the messages,
     so the counters never disagree with the rows. A prepared UPDATE: it runs on every
     publish, where the ORM's compiling of an F() update cost more than the statement."""
     if not (published or acknowledged):
         return
     conn = transaction.get_connection()
-    with conn.cursor() if cursor is None else contextlib.nullcontext(cursor) as cursor:
+    with conn.cursor() as cursor:
         cursor.execute(_counter_sql(conn.vendor), [published, acknowledged, topic])
         if cursor.rowcount:
             return
@@ -101,8 +100,8 @@ def write_messages(rows: Sequence[NewMessage]) -> None:
     published_at = conn.ops.adapt_datetimefield_value(timezone.now())
     with conn.cursor() as cursor:
         cursor.executemany(_insert_sql(conn.vendor), [(*row, 0.0, published_at) for row in rows])
-        for topic, n in Counter(row.topic for row in rows).items():
-            count_messages(topic, published=n, cursor=cursor)
+    for topic, n in Counter(row.topic for row in rows).items():
+        count_messages(topic, published=n)
 
 
 class DatabaseBroker(Broker):

@@ -6,9 +6,9 @@ handler makes a waiting writer sleep 1, 2, 5 ... 100 ms between tries, so under 
 some writers starve for hundreds of milliseconds while others get in. Here each write
 transaction first takes an exclusive flock on `<database>.writelock`, retried after
 0.1 ms growing to at most 5 ms (with jitter), so a writer gets in soon after the lock
-is free without spinning. The wait is bounded
-by the database timeout (DATABASE_TIMEOUT_SECONDS), after which it fails like SQLite's
-own "database is locked", and the API answers 503.
+is free without spinning. The wait is bounded by the database timeout
+(DATABASE_TIMEOUT_SECONDS), after which it fails like SQLite's own "database is locked",
+and the API answers 503.
 
 Hand-written (a subclass of Django's own sqlite3 backend) because neither SQLite nor
 Django offers a fair cross-process writer queue or a sync outside the write lock;
