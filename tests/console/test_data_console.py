@@ -63,7 +63,11 @@ def test_profile_search_detail_and_links_to_its_sessions_and_events(live_api, br
     browser.find_element(By.LINK_TEXT, "Stored profiles, sessions and events").click()
 
     def ids():
-        return [tr.get_attribute("data-id") for tr in browser.find_elements(By.CSS_SELECTOR, "#data-list tr[data-id]")]
+        # One script, so the list is read from one page: a search submitted just before may
+        # replace the page between finding the rows and reading them (a stale element).
+        return browser.execute_script(
+            "return [...document.querySelectorAll('#data-list tr[data-id]')].map((tr) => tr.dataset.id);"
+        )
 
     assert sorted(ids()) == sorted([ann, bob])
     browser.find_element(By.NAME, "id").send_keys(ann)
