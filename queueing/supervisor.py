@@ -16,7 +16,11 @@ Given `web_command` (`run_workers --web HOST:PORT`, what `make run` uses), it al
 one gunicorn serving the API, restarted like a crashed worker and stopped with the
 workers (SIGTERM: it answers the requests in flight first), so the whole local pipeline
 has one supervisor, this one, and devtools/run.sh only starts it. gunicorn writes no
-heartbeats either: its master replaces its own hung workers (--timeout).
+heartbeats either: its master replaces its own hung workers (--timeout). It runs in a
+process group of its own: when its master dies without stopping them (SIGKILL, OOM
+killer), the orphaned gunicorn workers are killed with the group before a new master
+starts; they would hold the port (the new master could not bind until they noticed) and
+serve with the metrics directory that the new master removes as a dead master's.
 
 It also runs the console's backlog sampler in a thread (see queueing/sampling.py).
 """
@@ -119,7 +123,8 @@ class Supervisor:
             command = [sys.executable, self.manage_py, "qcluster"]
         else:
             command = [sys.executable, self.manage_py, "run_worker", worker_type]
-        process = subprocess.Popen(command)
+        # gunicorn leads a process group: its workers can be found (and killed) if it dies.
+        process = subprocess.Popen(command, process_group=0 if worker_type == WEB else None)
         self.state[worker_type].started[process.pid] = time.monotonic()
         self.state[worker_type].spawned_at[process.pid] = spawned_at
         logger.info("Started %s worker, pid %d", worker_type, process.pid)
@@ -141,6 +146,8 @@ class Supervisor:
                     "%s worker pid %d exited with %s after %.1fs; restarting in %.0fs",
                     worker_type, process.pid, process.returncode, lived, delay,
                 )  # fmt: skip
+                if worker_type == WEB:
+                    self.kill_orphans(process.pid)
             if beats is not None and worker_type not in NO_HEARTBEAT:
                 self.replace_hung(worker_type, state, beats, now)
             want = desired.get(worker_type, 0)
@@ -153,6 +160,15 @@ class Supervisor:
                 logger.info("Stopping %s worker pid %d (replicas now %d)", worker_type, process.pid, want)
             while len(state.running) < want and now >= state.not_before:
                 state.running.append(self.spawn(worker_type))
+
+    @staticmethod
+    def kill_orphans(group: int) -> None:
+        """SIGKILL to what is left of a dead gunicorn master's process group: its workers."""
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except ProcessLookupError:  # the workers had already exited with it
+            return
+        logger.error("Killed the orphaned gunicorn workers of master pid %d (process group %d)", group, group)
 
     def back_off(self, state: TypeState, pid: int, now: float) -> float:
         """Forgets a failed process; a type whose workers keep failing soon is restarted slower."""

@@ -7,11 +7,13 @@ import signal
 import time
 
 import pytest
+import requests
 
 from queueing.models import WorkerHeartbeat, WorkerSettings
 from queueing.worker import format_duration
 from tests.helpers import wait_for
 from tests.support.jobs import publish_event_job
+from tests.support.processes import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -123,4 +125,66 @@ def test_the_supervisor_kills_and_replaces_a_worker_whose_heartbeat_went_silent(
     output = supervisor.output()
     assert f"background worker pid {victim} hung: heartbeat silent for " in output
     assert "(limit 6s); killed it with SIGKILL, restarting in 1s" in output
+    assert supervisor.stop() == 0
+
+
+def gunicorn_processes(supervisor_pid: int) -> tuple[int | None, set[int]]:
+    """(the gunicorn master the supervisor started, that master's workers)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                if b"gunicorn" not in cmdline.read():
+                    continue
+            with open(f"/proc/{entry}/stat") as stat:
+                parents[int(entry)] = int(stat.read().rsplit(")", 1)[1].split()[1])
+        except OSError:  # exited while listed
+            continue
+    master = next((pid for pid, parent in parents.items() if parent == supervisor_pid), None)
+    return master, {pid for pid, parent in parents.items() if master is not None and parent == master}
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan killed and not yet reaped by init)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_killed_gunicorn_master_takes_its_workers_along_and_a_new_one_serves(spawn, worker_settings):
+    """SIGKILL leaves gunicorn's workers orphaned, holding the port; the supervisor kills its
+    process group, so a new master binds at once, and no request meets a 500 meanwhile."""
+    worker_settings("background", enabled=False)
+    worker_settings("collector", enabled=False)
+    url = f"http://127.0.0.1:{free_port()}"
+    supervisor = spawn("run_workers", "--web", url.removeprefix("http://"), env={"OUTBOX_RUN_CLUSTER": "false"})
+
+    def health() -> int | None:
+        try:
+            return requests.get(f"{url}/healthz", timeout=5).status_code
+        except requests.RequestException:
+            return None
+
+    wait_for(lambda: health() == 200, timeout=60, message=f"gunicorn under run_workers; log: {supervisor.log}")
+    master, workers = wait_for(
+        lambda: (found := gunicorn_processes(supervisor.pid))[0] and found[1] and found,
+        timeout=30,
+        message="the gunicorn master and its workers",
+    )
+    os.kill(master, signal.SIGKILL)
+    answers: list[int | None] = []
+
+    def served_by_a_new_master() -> bool:
+        answers.append(health())
+        new_master, _ = gunicorn_processes(supervisor.pid)
+        return answers[-1] == 200 and new_master not in (None, master)
+
+    wait_for(served_by_a_new_master, timeout=60, message=f"a new gunicorn master; log: {supervisor.log}")
+    assert not [pid for pid in workers if running(pid)], "orphaned gunicorn workers left"
+    assert 500 not in answers
+    assert f"Killed the orphaned gunicorn workers of master pid {master}" in supervisor.output()
     assert supervisor.stop() == 0
