@@ -77,8 +77,8 @@ class DatabaseStore(Store):
                     result.changed[profile_id] = (record.document if record else None, outcome.document)
                 fields = {
                     "document": outcome.document,
-                    "applied_jobs": list(outcome.applied.jobs),
-                    "applied_events": list(outcome.applied.events),
+                    "applied_jobs": outcome.applied.jobs,
+                    "applied_events": outcome.applied.events,
                     "updated_at": now,
                 }
                 if record:
