@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
-from storage.backends.database import DatabaseStore
+from storage.backends.database import PROFILES_PER_WRITE, DatabaseStore
 from storage.documents import Applied, new_profile
 from storage.jobs import ProfileChange, ProfileOperation
 from storage.models import ProfileRecord
@@ -29,3 +29,20 @@ def test_a_row_with_lists_of_ids_skips_what_it_applied_and_is_written_back_packe
     record = ProfileRecord.objects.get(id="p1")
     assert Applied.of(record.applied_jobs, record.applied_events) == Applied.of(["j1", "j2", "j3"], ["e1", "e2"])
     assert record.applied_jobs == Applied.of(["j1", "j2", "j3"], []).jobs  # the packed form
+
+
+def test_a_batch_of_more_profiles_than_one_write_round_is_one_transaction():
+    count = PROFILES_PER_WRITE + 5
+    changes = [ProfileChange(f"p{n}", f"j{n}", [ProfileOperation("increment", "stats.x", 1)]) for n in range(count)]
+    store = DatabaseStore()
+    assert store.apply_profile_changes(changes).saved == count
+    store.apply_profile_changes(changes)  # redelivered: every round skips its jobs
+    assert {p["stats"]["x"] for p in ProfileRecord.objects.values_list("document", flat=True)} == {1}
+    assert ProfileRecord.objects.count() == count
+    # A value that cannot be stored, in a profile of the last round: the rounds before it are
+    # rolled back with it.
+    unstorable = ProfileChange("q-last", "j-last", [ProfileOperation("set", "traits.x", object())])
+    fresh = [ProfileChange(f"q{n}", f"k{n}", [ProfileOperation("increment", "stats.x", 1)]) for n in range(count)]
+    with pytest.raises(TypeError):
+        store.apply_profile_changes([*fresh, unstorable])
+    assert not ProfileRecord.objects.filter(id__startswith="q").exists()
