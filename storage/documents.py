@@ -6,8 +6,10 @@ operations exactly the same way.
 
 from __future__ import annotations
 
+import base64
 import copy
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -181,37 +183,126 @@ class AppliedChanges:
     changed: bool = False
 
 
+# A remembered id is kept as a 120-bit BLAKE2b digest in base64: 15 bytes are exactly 20
+# characters, so a window is one ASCII string of 20-character slots. A profile with both
+# windows full then holds two strings of 20,000 characters instead of 2,000 str objects
+# (about 40 KiB of JSON instead of 78 KiB), and the worker decodes, searches and rewrites two
+# strings per profile instead of building lists and sets of 2,000 ids per batch: with full
+# windows that was most of a batch's memory (bench/worker_memory.py). 120 bits are as unique
+# as the ids themselves (uuid4 and uuid5 ids carry 122): a false "already applied" needs two
+# ids among a profile's last thousand to share a digest, odds about 1e-33 per id checked.
+DIGEST_BYTES = 15
+SLOT = 20  # base64 characters per digest, no padding
+# The packed form is stored as a list holding one string with this prefix, so a store reads
+# both forms from the same list field: a list of ids (written before the packed form; the
+# next write converts it) or one packed string. No id the platform issues starts with it.
+PACKED_PREFIX = "blake2b-120:"
+
+
+def _digest(value: str) -> str:
+    return base64.b64encode(hashlib.blake2b(value.encode(), digest_size=DIGEST_BYTES).digest()).decode("ascii")
+
+
+@dataclass(frozen=True)
+class Window:
+    """The last ids a profile applied, oldest first, as SLOT-character digests in one string."""
+
+    packed: str = ""
+
+    @classmethod
+    def read(cls, stored: Sequence[str] | Window | None) -> Window:
+        """From a stored list: one packed string, or ids (the form stored before)."""
+        if isinstance(stored, Window):
+            return stored
+        if not stored:
+            return cls()
+        if len(stored) == 1 and isinstance(stored[0], str) and stored[0].startswith(PACKED_PREFIX):
+            packed = stored[0][len(PACKED_PREFIX) :]
+            if len(packed) % SLOT:
+                raise ValueError(f"a packed window of {len(packed)} characters is not whole {SLOT}-character slots")
+            return cls(packed)
+        return cls("".join(_digest(str(value)) for value in stored))
+
+    def stored(self) -> list[str]:
+        """The JSON the stores write: [] when empty, else [PACKED_PREFIX + digests]."""
+        return [PACKED_PREFIX + self.packed] if self.packed else []
+
+    def has(self, digest: str) -> bool:
+        """Whether this digest fills a slot. A match must start on a slot boundary: one across
+        two slots is a coincidence of characters, not a remembered id."""
+        found = self.packed.find(digest)
+        while found != -1 and found % SLOT:
+            found = self.packed.find(digest, found + 1)
+        return found != -1
+
+    def __contains__(self, value: object) -> bool:
+        return isinstance(value, str) and self.has(_digest(value))
+
+    def __len__(self) -> int:
+        return len(self.packed) // SLOT
+
+    def extended(self, digests: Iterable[str], *, keep: int) -> Window:
+        """The window with these digests appended, cut to the newest `keep`."""
+        added = "".join(digests)
+        if not added:
+            return self
+        return Window((self.packed + added)[-keep * SLOT :])
+
+
 @dataclass(frozen=True)
 class Applied:
     """What a profile remembers having applied: the last storage jobs (a redelivered
     message) and the last events (a client retrying a request under a new job)."""
 
-    jobs: tuple[str, ...] = ()
-    events: tuple[str, ...] = ()
+    job_window: Window = Window()
+    event_window: Window = Window()
 
     @classmethod
     def of(cls, jobs: Sequence[str] | None, events: Sequence[str] | None) -> Applied:
-        return cls(tuple(jobs or ()), tuple(events or ()))
+        """From the stored `applied_jobs` and `applied_events`, in either form (Window.read)."""
+        return cls(Window.read(jobs), Window.read(events))
+
+    @property
+    def jobs(self) -> list[str]:
+        """What a store writes as `applied_jobs` (a JSON list; Window.stored)."""
+        return self.job_window.stored()
+
+    @property
+    def events(self) -> list[str]:
+        """What a store writes as `applied_events`."""
+        return self.event_window.stored()
 
 
 def _pending(applied: Applied, changes: Sequence[ProfileChange]) -> tuple[list[ProfileOperation], Applied]:
     """The operations still to apply, in order, and what will have been applied after them.
     A job seen before is skipped whole; an operation of an event applied by an earlier
     job (of an earlier batch, or earlier in this one) is skipped."""
-    jobs, events = list(applied.jobs), list(applied.events)
-    seen_jobs, seen_events = set(jobs), set(events)
+    jobs, events = applied.job_window, applied.event_window
+    # The digests this batch adds, in order (dicts: ordered, and a cheap membership test for
+    # the few ids of one batch; the remembered ones are searched in the packed strings).
+    new_jobs: dict[str, None] = {}
+    new_events: dict[str, None] = {}
+    digests: dict[str, str] = {}
+
+    def event_seen(event_id: str) -> bool:
+        digest = digests.get(event_id) or digests.setdefault(event_id, _digest(event_id))
+        return digest in new_events or events.has(digest)
+
     pending: list[ProfileOperation] = []
     for change in changes:
-        if change.job_id in seen_jobs:
+        job = _digest(change.job_id)
+        if job in new_jobs or jobs.has(job):
             continue
-        fresh = [op for op in change.operations if op.event is None or op.event not in seen_events]
+        # Judged against the events applied before this job: one event's operations in one job all apply.
+        fresh = [op for op in change.operations if op.event is None or not event_seen(op.event)]
         pending += fresh
-        jobs.append(change.job_id)
-        seen_jobs.add(change.job_id)
+        new_jobs[job] = None
         for event_id in dict.fromkeys(op.event for op in fresh if op.event is not None):
-            events.append(event_id)
-            seen_events.add(event_id)
-    return pending, Applied(tuple(jobs[-APPLIED_JOBS_KEPT:]), tuple(events[-APPLIED_EVENTS_KEPT:]))
+            new_events[digests[event_id]] = None
+    after = Applied(
+        jobs.extended(new_jobs, keep=APPLIED_JOBS_KEPT), events.extended(new_events, keep=APPLIED_EVENTS_KEPT)
+    )
+    return pending, after
 
 
 def apply_changes(

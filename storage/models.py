@@ -8,10 +8,11 @@ from django.db import models
 class ProfileRecord(models.Model):
     id = models.CharField(max_length=255, primary_key=True)
     document = models.JSONField()
-    # Ids of the storage jobs already applied (newest last, bounded): a redelivered job
-    # is skipped, so its operations are applied exactly once.
+    # The storage jobs already applied (newest last, bounded): a redelivered job is
+    # skipped, so its operations are applied exactly once. Stored as documents.Window
+    # writes it (one packed string of digests; rows written before hold a list of ids).
     applied_jobs = models.JSONField(default=list)
-    # Ids of the last events whose operations were applied: a client's retry is skipped.
+    # The last events whose operations were applied, the same way: a client's retry is skipped.
     applied_events = models.JSONField(default=list)
     created_at = models.DateTimeField(db_index=True)
     updated_at = models.DateTimeField(db_index=True)

@@ -37,6 +37,13 @@ TIME_COLUMN = {"profile": "created_at", "session": "created_at", "event": "time"
 BROWSE_COLUMNS = {name: name for name in ("id", "type", "source_id", "profile_id", "session_id")}
 
 
+# Profiles read, changed and written per round trip within a batch's transaction. Each holds
+# its windows of applied ids (about 40 KiB when full) a few times over while it is rewritten,
+# and a batch of 1,000 messages may touch 1,000 profiles: rounds bound a batch's memory by
+# this many profiles, whatever the batch size (bench/worker_memory.py --batch).
+PROFILES_PER_WRITE = 100
+
+
 def _parse_time(value: str | None, default: datetime) -> datetime:
     if not value:
         return default
@@ -59,39 +66,46 @@ class DatabaseStore(Store):
         if not changes:
             return result
         now = timezone.now()
-        stamp = now.isoformat()
         by_profile = group_by_profile(changes)
-        with transaction.atomic():
-            existing = {p.id: p for p in ProfileRecord.objects.select_for_update().filter(id__in=list(by_profile))}
-            to_create, to_update = [], []
-            for profile_id, profile_changes in by_profile.items():
-                record = existing.get(profile_id)
-                outcome = apply_changes(
-                    record.document if record else new_profile(profile_id, now=stamp),
-                    Applied.of(record.applied_jobs, record.applied_events) if record else Applied(),
-                    profile_changes,
-                    now=stamp,
-                )
-                result.failed_operations += outcome.failed
-                if outcome.changed:
-                    result.changed[profile_id] = (record.document if record else None, outcome.document)
-                fields = {
-                    "document": outcome.document,
-                    "applied_jobs": list(outcome.applied.jobs),
-                    "applied_events": list(outcome.applied.events),
-                    "updated_at": now,
-                }
-                if record:
-                    if outcome.changed:
-                        for name, value in fields.items():
-                            setattr(record, name, value)
-                        to_update.append(record)
-                else:
-                    to_create.append(ProfileRecord(id=profile_id, created_at=now, **fields))
-            ProfileRecord.objects.bulk_create(to_create)
-            ProfileRecord.objects.bulk_update(to_update, ["document", "applied_jobs", "applied_events", "updated_at"])
+        ids = list(by_profile)
+        with transaction.atomic():  # still one transaction: the batch's profiles are written all or none
+            for begin in range(0, len(ids), PROFILES_PER_WRITE):
+                self._write_profiles({i: by_profile[i] for i in ids[begin : begin + PROFILES_PER_WRITE]}, now, result)
         result.saved = len(by_profile)
         return result
+
+    def _write_profiles(self, by_profile: dict[str, list[ProfileChange]], now: datetime, result: SaveResult) -> None:
+        """Reads, changes and writes these profiles (within the caller's transaction); what
+        they held is released on return."""
+        stamp = now.isoformat()
+        existing = {p.id: p for p in ProfileRecord.objects.select_for_update().filter(id__in=list(by_profile))}
+        to_create, to_update = [], []
+        for profile_id, profile_changes in by_profile.items():
+            record = existing.get(profile_id)
+            outcome = apply_changes(
+                record.document if record else new_profile(profile_id, now=stamp),
+                Applied.of(record.applied_jobs, record.applied_events) if record else Applied(),
+                profile_changes,
+                now=stamp,
+            )
+            result.failed_operations += outcome.failed
+            if outcome.changed:
+                result.changed[profile_id] = (record.document if record else None, outcome.document)
+            fields = {
+                "document": outcome.document,
+                "applied_jobs": outcome.applied.jobs,
+                "applied_events": outcome.applied.events,
+                "updated_at": now,
+            }
+            if record:
+                if outcome.changed:
+                    for name, value in fields.items():
+                        setattr(record, name, value)
+                    to_update.append(record)
+            else:
+                to_create.append(ProfileRecord(id=profile_id, created_at=now, **fields))
+        ProfileRecord.objects.bulk_create(to_create)
+        ProfileRecord.objects.bulk_update(to_update, ["document", "applied_jobs", "applied_events", "updated_at"])
 
     def save_sessions(self, changes: Sequence[SessionChange]) -> SaveResult:
         result = SaveResult()

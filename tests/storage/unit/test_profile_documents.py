@@ -10,8 +10,11 @@ import pytest
 from storage.documents import (
     APPLIED_EVENTS_KEPT,
     APPLIED_JOBS_KEPT,
+    PACKED_PREFIX,
+    SLOT,
     Applied,
     FailedOperation,
+    Window,
     apply_changes,
     apply_operation,
     deep_merge,
@@ -33,6 +36,11 @@ def op(kind: str, path: str, value: object = None, event: str | None = None) -> 
 
 def change(job_id: str, *operations: ProfileOperation, profile_id: str = "p1") -> ProfileChange:
     return ProfileChange(profile_id=profile_id, job_id=job_id, operations=list(operations))
+
+
+def remembered(jobs: tuple[str, ...] = (), events: tuple[str, ...] = ()) -> Applied:
+    """What a profile remembers after applying these job and event ids, oldest first."""
+    return Applied.of(list(jobs), list(events))
 
 
 def applied_to(doc: dict, *operations: ProfileOperation) -> dict:
@@ -248,7 +256,7 @@ def test_operations_apply_in_order_and_the_input_is_never_modified():
     assert result.changed and result.failed == []
     assert result.document["traits"] == {"n": 11} and result.document["stats"]["events"] == 1
     assert result.document["metadata"]["time"] == {**before["metadata"]["time"], "update": LATER}
-    assert result.applied == Applied(jobs=("j1", "j2"), events=("e1", "e2"))
+    assert result.applied == remembered(("j1", "j2"), ("e1", "e2"))
 
 
 def test_an_empty_document_gets_its_update_time():
@@ -273,7 +281,7 @@ def test_a_job_repeated_within_one_batch_applies_once():
         now=NOW,
     )
     assert result.document["stats"] == {"x": 1}
-    assert result.applied.jobs == ("j1",)
+    assert result.applied.job_window == Window.read(["j1"])
 
 
 def test_a_retried_event_under_a_new_job_is_skipped_but_the_new_job_is_remembered():
@@ -285,7 +293,7 @@ def test_a_retried_event_under_a_new_job_is_skipped_but_the_new_job_is_remembere
         now=LATER,
     )
     assert retry.document["stats"] == {"x": 1, "y": 1}
-    assert retry.applied == Applied(jobs=("j1", "j2"), events=("e1", "e2"))
+    assert retry.applied == remembered(("j1", "j2"), ("e1", "e2"))
 
 
 def test_only_a_new_job_id_with_old_events_is_a_change_of_what_was_applied():
@@ -293,7 +301,7 @@ def test_only_a_new_job_id_with_old_events_is_a_change_of_what_was_applied():
     retry = apply_changes(first.document, first.applied, [change("j2", op("increment", "stats.x", 1, "e1"))], now=LATER)
     assert retry.document is first.document and retry.document["stats"] == {"x": 1}
     assert retry.changed  # the job id is new: what the profile remembers changed, its data did not
-    assert retry.applied == Applied(jobs=("j1", "j2"), events=("e1",))
+    assert retry.applied == remembered(("j1", "j2"), ("e1",))
 
 
 def test_an_event_earlier_in_the_same_batch_is_skipped_too():
@@ -304,7 +312,7 @@ def test_an_event_earlier_in_the_same_batch_is_skipped_too():
         now=NOW,
     )
     assert result.document["data"] == {"l": ["a"]}
-    assert result.applied == Applied(jobs=("j1", "j2"), events=("e1",))
+    assert result.applied == remembered(("j1", "j2"), ("e1",))
 
 
 def test_operations_of_one_event_in_one_job_all_apply():
@@ -312,14 +320,14 @@ def test_operations_of_one_event_in_one_job_all_apply():
         {}, Applied(), [change("j1", op("increment", "stats.x", 1, "e1"), op("increment", "stats.x", 1, "e1"))], now=NOW
     )
     assert result.document["stats"] == {"x": 2}
-    assert result.applied.events == ("e1",)
+    assert result.applied.event_window == Window.read(["e1"])
 
 
 def test_operations_without_an_event_are_never_skipped_by_event():
     first = apply_changes({}, Applied(), [change("run-1", op("increment", "stats.x", 1))], now=NOW)
     second = apply_changes(first.document, first.applied, [change("run-2", op("increment", "stats.x", 1))], now=NOW)
     assert second.document["stats"] == {"x": 2}
-    assert second.applied == Applied(jobs=("run-1", "run-2"), events=())
+    assert second.applied == remembered(("run-1", "run-2"), ())
 
 
 def test_one_failing_operation_is_left_out_and_reported_and_the_rest_applies():
@@ -343,7 +351,7 @@ def test_one_failing_operation_is_left_out_and_reported_and_the_rest_applies():
         FailedOperation("p1", "e1", "increment traits.name", "cannot increment 'traits.name': it holds 'Ann'"),
         FailedOperation("p1", "e2", "append traits.name", "cannot append to 'traits.name': it is not a list"),
     ]
-    assert result.applied == Applied(jobs=("j1", "j2"), events=("e1", "e2"))  # a failed operation is not retried
+    assert result.applied == remembered(("j1", "j2"), ("e1", "e2"))  # a failed operation is not retried
     assert doc == {"id": "p1", "traits": {"name": "Ann"}}
 
 
@@ -370,7 +378,7 @@ def test_when_every_operation_fails_the_document_still_changes_its_update_time_o
 def test_a_job_without_operations_is_remembered_without_changing_the_document():
     doc = {"id": "p1"}
     result = apply_changes(doc, Applied(), [change("j1")], now=NOW)
-    assert result.document is doc and result.changed and result.applied == Applied(jobs=("j1",))
+    assert result.document is doc and result.changed and result.applied == remembered(("j1",))
     assert not apply_changes(doc, Applied(), [], now=NOW).changed
 
 
@@ -379,8 +387,8 @@ def test_the_last_1000_jobs_are_remembered_and_an_older_one_would_apply_again():
     changes = [change(f"j{i}", op("increment", "stats.x", 1)) for i in range(APPLIED_JOBS_KEPT + 1)]
     result = apply_changes({}, Applied(), changes, now=NOW)
     assert result.document["stats"]["x"] == APPLIED_JOBS_KEPT + 1
-    assert len(result.applied.jobs) == APPLIED_JOBS_KEPT
-    assert result.applied.jobs[0] == "j1" and result.applied.jobs[-1] == f"j{APPLIED_JOBS_KEPT}"
+    assert result.applied.job_window == Window.read([f"j{i}" for i in range(1, APPLIED_JOBS_KEPT + 1)])
+    assert len(result.applied.job_window) == APPLIED_JOBS_KEPT and "j0" not in result.applied.job_window
     kept = apply_changes(result.document, result.applied, [change("j1", op("increment", "stats.x", 1))], now=NOW)
     assert kept.document["stats"]["x"] == APPLIED_JOBS_KEPT + 1
     forgotten = apply_changes(result.document, result.applied, [change("j0", op("increment", "stats.x", 1))], now=NOW)
@@ -392,17 +400,52 @@ def test_the_last_1000_event_ids_are_remembered_and_an_older_one_would_apply_aga
     events = [f"e{i}" for i in range(APPLIED_EVENTS_KEPT + 1)]
     first = apply_changes({}, Applied(), [change("j1", *[op("increment", "stats.x", 1, e) for e in events])], now=NOW)
     assert first.document["stats"]["x"] == APPLIED_EVENTS_KEPT + 1
-    assert first.applied.events == tuple(events[1:])
+    assert first.applied.event_window == Window.read(events[1:])
     retry = [op("increment", "stats.x", 1, "e1"), op("increment", "stats.x", 1, "e0")]
     again = apply_changes(first.document, first.applied, [change("j2", *retry)], now=NOW)
     assert again.document["stats"]["x"] == APPLIED_EVENTS_KEPT + 2  # e1 skipped, e0 forgotten: applied
-    assert again.applied.events[-1] == "e0" and len(again.applied.events) == APPLIED_EVENTS_KEPT
+    assert again.applied.event_window == Window.read([*events[2:], "e0"])
+    assert len(again.applied.event_window) == APPLIED_EVENTS_KEPT
 
 
-def test_applied_of_reads_stored_lists_or_nothing():
-    assert Applied.of(None, None) == Applied()
-    assert Applied.of(["j1"], ["e1", "e2"]) == Applied(jobs=("j1",), events=("e1", "e2"))
-    assert Applied.of(("j1",), []) == Applied(jobs=("j1",))
+def test_applied_of_reads_the_packed_form_the_lists_of_ids_stored_before_or_nothing():
+    assert Applied.of(None, None) == Applied() == Applied.of([], [])
+    assert Applied().jobs == [] and Applied().events == []  # empty windows store as before
+    packed = remembered(("j1",), ("e1", "e2"))
+    assert packed.jobs[0].startswith(PACKED_PREFIX) and len(packed.jobs) == 1
+    assert Applied.of(packed.jobs, packed.events) == packed  # what a store writes reads back the same
+    assert Applied.of(["j1"], ("e1", "e2")) == packed  # the old form: the same ids, the same windows
+    assert "j1" in packed.job_window and "e2" in packed.event_window and "e3" not in packed.event_window
+    with pytest.raises(ValueError):
+        Applied.of([PACKED_PREFIX + "x" * (SLOT + 1)], None)  # not whole slots: damaged, never guessed at
+
+
+def test_a_profile_stored_with_lists_of_ids_skips_its_applied_jobs_and_events():
+    stored = {"applied_jobs": ["j1", "j2"], "applied_events": ["e1"]}  # as written before the packed form
+    before = Applied.of(stored["applied_jobs"], stored["applied_events"])
+    result = apply_changes(
+        {"stats": {"x": 1}},
+        before,
+        [change("j2", op("increment", "stats.x", 1)), change("j3", op("increment", "stats.x", 1, "e1"))],
+        now=NOW,
+    )
+    assert result.document["stats"] == {"x": 1}
+    assert result.applied == remembered(("j1", "j2", "j3"), ("e1",))
+
+
+def test_full_windows_are_stored_in_two_strings_of_one_slot_per_id():
+    ids = [f"00000000-0000-4000-8000-{n:012d}" for n in range(APPLIED_JOBS_KEPT)]
+    full = Applied.of(ids, ids[:APPLIED_EVENTS_KEPT])
+    assert len(full.jobs[0]) == len(PACKED_PREFIX) + SLOT * APPLIED_JOBS_KEPT
+    assert len(full.events[0]) == len(PACKED_PREFIX) + SLOT * APPLIED_EVENTS_KEPT
+
+
+def test_a_match_across_two_slots_is_not_a_remembered_id():
+    window = Window.read(["j1", "j2"])
+    straddling = window.packed[SLOT // 2 : SLOT // 2 + SLOT]
+    assert window.packed.find(straddling) == SLOT // 2
+    assert not window.has(straddling)
+    assert window.has(window.packed[SLOT : 2 * SLOT])
 
 
 def test_a_document_that_is_not_json_is_refused_rather_than_shared():
