@@ -220,6 +220,17 @@ class PulsarBroker(Broker):
         if not messages:
             return
         self._ensure_ready()
+        if len(messages) == 1:
+            # One message (every /track request publishes one): the client's blocking send
+            # waits for the confirmation in C++, without a Python callback run on the
+            # client's thread and a threading.Event. On 4 threads publishing 1-message
+            # requests that halved this process's CPU per message (about 200 -> 70-110 us).
+            topic, key, data = messages[0]
+            try:
+                self._producer(topic).send(data, partition_key=key)
+            except pulsar.PulsarException as exc:  # a refusal, or no confirmation within send_timeout
+                raise BrokerUnavailable(f"Pulsar did not confirm the message: {exc}") from exc
+            return
         results: list[pulsar.Result] = []
         done = threading.Event()
         lock = threading.Lock()
