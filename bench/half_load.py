@@ -11,16 +11,24 @@ the collector) on a fresh store, then:
 2. half load for --minutes: wrk at half that rate (each connection paced by wrk's delay(),
    re-adjusted every 10 s chunk to the rate measured), plus a probe thread that sends one
    1-event request of type `probe` every --probe-interval seconds and a poller that looks
-   each probe's event up through the store (`store.get`) every 0.1 s.
+   each probe's event up through the store every 0.1 s, by id (`store.get_event`) and by
+   search (`store.get`).
 
 Figures:
 - stored rate / accepted rate over the half-load phase: page views counted in the store
   at the end of the first chunk and of the last, against the page views wrk had answered
   with a 2xx between the same two moments; 1.00 means the backlog stayed where it was;
 - accepted -> stored latency of the probes, p95 (<= 1 s) and p99: accepted = when the
-  probe's /track answer arrived; stored = when the probe's event was first visible through
-  the store (Elasticsearch: after its refresh, as a reader sees it); the poll adds 0-0.1 s.
-  The probes share the load's topic, partitions and batches, so they wait like any event;
+  probe's /track answer arrived; stored = when the probe's event was first returned by
+  `store.get_event` (a read by id: on Elasticsearch a realtime multi-get on the monthly
+  index the store wrote it to, which returns it once the bulk request that wrote it was
+  acknowledged, so durable and readable by id; on the database store the committed row);
+  the poll adds 0-0.1 s. The probes share the load's topic, partitions and batches, so
+  they wait like any event;
+- accepted -> searchable p95 and p99 (reported, no target): until the probe's event was
+  first returned by `store.get("event", id)`, which is a search on Elasticsearch and sees
+  it only after the index's next refresh (every 1 s): what a console list or a search
+  shows. On the database store the two are the same moment;
 - RSS from /proc/<pid>/status every 2 s of every process of gunicorn's tree (the API)
   and of run_workers' tree (the supervisor, each worker, the outbox cluster): the maximum
   per side (<= 150 MiB), and the process whose mean RSS grew most from the first half of
@@ -43,6 +51,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 
 import requests
 from benchlib import (
@@ -119,7 +128,8 @@ class Probes:
         self.interval = interval
         self.queue = queue
         self.answered: dict[str, float] = {}
-        self.seen: dict[str, float] = {}
+        self.seen: dict[str, float] = {}  # stored: read by id
+        self.searchable: dict[str, float] = {}  # found by a search
         self.failed = 0
         self.stopping = threading.Event()
         self.lock = threading.Lock()
@@ -161,15 +171,26 @@ class Probes:
 
         store = get_store()
         while not self.stopping.is_set() or self.pending():
-            for event_id in self.pending():
-                if store.get("event", event_id) is not None:
+            for event_id, answered in self.pending_stored():
+                if store.get_event(event_id, received_before=datetime.fromtimestamp(answered, tz=UTC)) is not None:
                     with self.lock:
                         self.seen[event_id] = time.time()
+            for event_id in self.pending_searchable():
+                if store.get("event", event_id) is not None:
+                    with self.lock:
+                        self.searchable[event_id] = time.time()
             time.sleep(0.1)
 
-    def pending(self) -> list[str]:
+    def pending_stored(self) -> list[tuple[str, float]]:
         with self.lock:
-            return [e for e in self.answered if e not in self.seen]
+            return [(e, t) for e, t in self.answered.items() if e not in self.seen]
+
+    def pending_searchable(self) -> list[str]:
+        with self.lock:
+            return [e for e in self.seen if e not in self.searchable]
+
+    def pending(self) -> bool:
+        return bool(self.pending_stored() or self.pending_searchable())
 
     def stop(self, timeout: float) -> None:
         self.stopping.set()
@@ -182,6 +203,10 @@ class Probes:
     def latencies(self) -> list[float]:
         with self.lock:
             return [self.seen[e] - self.answered[e] for e in self.answered if e in self.seen]
+
+    def search_latencies(self) -> list[float]:
+        with self.lock:
+            return [self.searchable[e] - self.answered[e] for e in self.answered if e in self.searchable]
 
 
 class Memory:
@@ -288,6 +313,7 @@ def main() -> None:
     backlog = sum(c[0] for c in chunks) * PER_REQUEST + accepted - chunks[-1][2]
     load_rate = sum(c[0] for c in later) / sum(c[1] for c in later)
     latencies = probes.latencies()
+    searchable = probes.search_latencies()
     api_max, api_pid = memory.maximum("api")
     workers_max, workers_pid = memory.maximum("workers")
     first, second, grown_pid = memory.growth()
@@ -306,6 +332,10 @@ def main() -> None:
                f"{percentile(latencies, 0.5):.2f}s; {lost} not seen within 60s; {probes.failed} probe requests "
                "failed"),
         figure("accepted -> stored p99", percentile(latencies, 0.99), "s"),
+        figure("accepted -> searchable p95", percentile(searchable, 0.95), "s",
+               note=f"found by a search (Elasticsearch: after its refresh); p99 {percentile(searchable, 0.99):.2f}s, "
+               f"p50 {percentile(searchable, 0.5):.2f}s; {len(probes.answered) - len(searchable)} not found within "
+               "60s"),
         figure("max RSS, API process", api_max, "MiB", target=("<=", MEMORY_LIMIT_MIB),
                note=f"pid {api_pid}: {memory.names.get(api_pid, '?')[:80]}"),
         figure("max RSS, worker process", workers_max, "MiB", target=("<=", MEMORY_LIMIT_MIB),
@@ -319,6 +349,7 @@ def main() -> None:
         rows,
         args.json,
         latencies=latencies,
+        search_latencies=searchable,
         memory={f"{side} {pid} {memory.names.get(pid, '?')}": s for (side, pid), s in memory.samples.items()},
     )
 

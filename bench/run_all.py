@@ -36,7 +36,7 @@ def steps(stack: str, results: Path) -> list[tuple[str, list[str]]]:
         embedded = VAR / "bench-results" / "embedded" / "api_ratio.json"
         return [
             ("api_ratio", ["--rounds", "3", "--seconds", "5", "--warmup", "60", "--compare", str(embedded)]),
-            ("drain_ratio", ["--events", "20000", "--rounds", "2", "--warmup", "--replicas", "1,2,4"]),
+            ("drain_ratio", ["--events", "50000", "--rounds", "2", "--warmup", "--replicas", "1,2,4"]),
             ("half_load", ["--minutes", "2", "--max-seconds", "8"]),
         ]
     return [

@@ -119,6 +119,15 @@ class Store(abc.ABC):
     def get(self, entity: Entity, id: str) -> dict[str, Any] | None: ...
 
     @abc.abstractmethod
+    def get_event(self, event_id: str, *, received_before: datetime | None = None) -> dict[str, Any] | None:
+        """The event by id as soon as the write that stored it was acknowledged: durable and
+        readable by id, before any search sees it (`get("event", ...)` is a search on
+        Elasticsearch, which sees it only after the index's next refresh). `received_before`:
+        a time at or after the API received the event (the time of its answer will do,
+        default now); Elasticsearch reads the monthly index of that month and of the month
+        before, so an event received just before a month ended is found."""
+
+    @abc.abstractmethod
     def search(self, entity: Entity, *, limit: int = 100, **filters: str) -> list[dict[str, Any]]:
         """Newest first. Filters: profile_id, session_id, source_id and, for events, type."""
 

@@ -170,6 +170,10 @@ class DatabaseStore(Store):
         record = MODELS[entity].objects.filter(id=id).only("document").first()
         return record.document if record else None
 
+    def get_event(self, event_id: str, *, received_before: datetime | None = None) -> dict[str, Any] | None:
+        # A committed row is what `get` reads: durable and readable are the same moment here.
+        return self.get("event", event_id)
+
     def _queryset(self, entity: Entity, filters: dict[str, str]):
         unknown = set(filters) - FILTERS[entity]
         if unknown:

@@ -26,7 +26,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -409,6 +409,22 @@ class ElasticsearchStore(Store):
         source.pop("applied_jobs", None)
         source.pop("applied_events", None)
         return source
+
+    def get_event(self, event_id: str, *, received_before: datetime | None = None) -> dict[str, Any] | None:
+        # A realtime multi-get on the monthly indices the event can be in (save_events names
+        # its index by the month of metadata.time.insert, the API's time of receipt): a get
+        # by id reads what the bulk acknowledged, before a refresh makes it searchable. Not
+        # through the alias: a get on an alias of several indices is refused.
+        self._ensure_ready()
+        moment = (received_before or timezone.now()).astimezone(UTC)
+        months = dict.fromkeys(m.strftime("%Y-%m") for m in (moment, moment.replace(day=1) - timedelta(days=1)))
+        docs = [{"_index": index_name("event", month=month), "_id": event_id} for month in months]
+        with self._answering():
+            found = self.es.mget(docs=docs, realtime=True)["docs"]
+        for doc in found:
+            if doc.get("found"):
+                return doc["_source"]
+        return None
 
     def _query(self, entity: Entity, filters: dict[str, str]) -> dict[str, Any]:
         unknown = set(filters) - ALLOWED_FILTERS[entity]

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import requests
+from django.conf import settings
 
 from queueing.broker import OutgoingMessage
 from queueing.topics import FUNCTIONS, WORKFLOW
 from storage.jobs import ProfileChange, ProfileOperation, StorageJob
 from storage.store import get_store
 from tests.helpers import wait_for
+from tests.support.processes import require_engine
 
 
 def keyed(key: str, n: int, start: int = 0) -> list[OutgoingMessage]:
@@ -168,6 +173,32 @@ def test_setup_is_idempotent_while_consumers_are_attached(broker):
     broker.publish(keyed("after-setup", 1))
     assert [m.payload["key"] for m in receive_all(consumer, 1)] == ["after-setup"]
     consumer.close()
+
+
+def test_a_new_tenant_set_up_by_many_processes_at_once(tenant):
+    """gunicorn's workers and the worker processes all set up a new tenant on first use, at
+    the same moment. Pulsar answered one of the concurrent tenant creations with a 500
+    (BadVersionException from its metadata store), and /track answered 503 until a restart.
+    Every setup must succeed, whichever process created what."""
+    require_engine("Pulsar", settings.PULSAR_ADMIN_URL, "/admin/v2/clusters")
+    from queueing.backends.pulsar import PulsarBroker
+
+    brokers = [PulsarBroker() for _ in range(8)]
+    barrier = threading.Barrier(len(brokers))
+
+    def set_up(broker: PulsarBroker) -> None:
+        barrier.wait()
+        broker.setup()
+
+    try:
+        with ThreadPoolExecutor(len(brokers)) as pool:
+            list(pool.map(set_up, brokers))  # raises what any setup raised
+        brokers[0].publish(keyed("after-setup", 1))
+        assert sum(backlog(brokers[0]).values()) == 1
+    finally:
+        for broker in brokers:
+            broker.close()
+        requests.delete(f"{settings.PULSAR_ADMIN_URL}/admin/v2/tenants/{tenant}", params={"force": "true"}, timeout=30)
 
 
 # --- dead letters -------------------------------------------------------------------------

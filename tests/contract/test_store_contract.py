@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from storage.jobs import ProfileChange, ProfileOperation, SessionChange
@@ -57,6 +59,20 @@ def test_bulk_saved_events_are_found_and_saving_again_duplicates_nothing(store):
     assert store.get("event", "e2")["type"] == "click"
     assert store.get("event", "e3")["metadata"]["time"]["insert"].startswith("2026-10-02")
     assert store.get("event", "missing") is None
+
+
+def test_an_event_is_read_by_id_as_soon_as_its_save_returned_without_a_refresh(store):
+    """What bench/half_load.py counts as stored: durable and readable by id, before a search
+    sees it. An event received just before a month ended is found from the next month."""
+    now = datetime.now(UTC)
+    assert store.save_events([event("rt", time=now.isoformat())]).saved == 1
+    assert store.get_event("rt", received_before=now)["id"] == "rt"
+    assert store.get_event("rt")["id"] == "rt"  # default: now
+    store.save_events([event("eom", time="2026-10-31T23:59:59.900000+00:00")])
+    assert store.get_event("eom", received_before=datetime(2026, 11, 1, 0, 0, 1, tzinfo=UTC))["id"] == "eom"
+    assert store.get_event("missing", received_before=now) is None
+    store.refresh()
+    assert store.get("event", "rt")["id"] == "rt"
 
 
 def test_profile_operations_are_applied_in_order_and_each_job_once(store):
