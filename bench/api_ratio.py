@@ -1,7 +1,7 @@
 """/track against a bare Django endpoint on the same server: the API's own cost, as ratios.
 
-Starts gunicorn (`-w 2`, and gunicorn.conf.py's gthread with WEB_THREADS threads: the
-shipped worker model; the project plus POST /bare from bench/bare.py) on a fresh store
+Starts gunicorn (`-w 2 --worker-connections 8`, and gunicorn.conf.py's gthread with
+WEB_THREADS threads: the shipped worker model; the project plus POST /bare from bench/bare.py) on a fresh store
 (embedded: SQLite under var/bench-api/; `--stack real`: Pulsar + Elasticsearch + MySQL, a
 new tenant), no workers running (the queue only grows), and drives it with wrk (-t2 -c16,
 200 rotating sessions per connection) in alternating rounds: bare, queue mode and default
@@ -70,7 +70,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--gunicorn", default="-w 2", help="gunicorn worker options, e.g. '-w 2 --threads 8'")
+    # wrk's 16 keep-alive connections, 8 per worker: a gthread worker keeps each connection it
+    # accepted, and when one worker accepted most of them at wrk's start (2 runs of 5 on this
+    # machine) the round measured one process, not two. Browsers' many short-lived connections
+    # spread by themselves; the cap makes wrk's few long-lived ones do the same.
+    parser.add_argument(
+        "--gunicorn",
+        default="-w 2 --worker-connections 8",
+        help="gunicorn worker options, e.g. '-w 2 --threads 8'",
+    )
     parser.add_argument(
         "--warmup",
         type=float,
