@@ -149,3 +149,13 @@ def test_a_commit_returns_after_its_write_ahead_log_is_synced_and_outside_the_wr
     with transaction.atomic():
         QueueCounter.objects.create(topic="synced")
     assert synced == [(f"{connection.settings_dict['NAME']}-wal", True)]
+
+
+def test_a_database_in_a_missing_directory_is_a_database_error_not_an_os_error(tmp_path):
+    """What SQLite itself raises for a file it cannot open, so /track answers 503, not 500."""
+    db = private_connection(tmp_path / "missing" / "tracardi.sqlite3")
+    try:
+        with pytest.raises(OperationalError, match="unable to open database file"):
+            db.ensure_connection()
+    finally:
+        db.close()

@@ -109,7 +109,10 @@ class DatabaseWrapper(base.DatabaseWrapper):
         if self.creation.is_in_memory_db(name) or str(name).startswith("file:"):  # no file, or a URI's own
             return super().get_new_connection(conn_params)
         path = Path(name)
-        create_private(path)
+        try:
+            create_private(path)
+        except OSError as exc:  # as SQLite itself reports a file it cannot open: a database error (503)
+            raise OperationalError(f"unable to open database file {path}: {exc.strerror}") from exc
         connection = super().get_new_connection(conn_params)
         # -wal and -shm exist now (the init command turned WAL on); ones left by an older
         # version of this engine still have the old, wider mode.
