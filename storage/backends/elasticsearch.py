@@ -9,8 +9,8 @@
 - Profiles and sessions are read-modify-written with optimistic concurrency
   (if_seq_no / if_primary_term): on a conflict the document is read again and the
   changes applied again, so an update is never lost, whoever else wrote in between.
-  The profile keeps the ids of the jobs and events it applied, so a redelivered job
-  or a client's retry is skipped.
+  The profile keeps digests of the last jobs and events it applied (storage/documents.py,
+  `Window`), so a redelivered job or a client's retry is skipped.
 - Bulk writes report per document.
 - One retry policy, the client's: its transport retries connection errors, timeouts and
   502/503/504 answers (`max_retries`), its bulk helper retries the documents refused with
@@ -353,8 +353,8 @@ class ElasticsearchStore(Store):
             changed[profile_id] = (doc if current is not None else None, outcome.document)
             return {
                 **outcome.document,
-                "applied_jobs": list(outcome.applied.jobs),
-                "applied_events": list(outcome.applied.events),
+                "applied_jobs": outcome.applied.jobs,
+                "applied_events": outcome.applied.events,
             }
 
         result = self._read_modify_write("profile", list(by_profile), update)
