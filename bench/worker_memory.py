@@ -54,7 +54,7 @@ def fill_windows(profile_ids: list[str]) -> None:
             [str(uuid.uuid4()) for _ in range(APPLIED_JOBS_KEPT)],
             [str(uuid.uuid4()) for _ in range(APPLIED_EVENTS_KEPT)],
         )
-        record.applied_jobs, record.applied_events = list(full.jobs), list(full.events)
+        record.applied_jobs, record.applied_events = full.jobs, full.events
         record.save(update_fields=["applied_jobs", "applied_events"])
 
 

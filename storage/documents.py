@@ -210,10 +210,8 @@ class Window:
     packed: str = ""
 
     @classmethod
-    def read(cls, stored: Sequence[str] | Window | None) -> Window:
+    def read(cls, stored: Sequence[str] | None) -> Window:
         """From a stored list: one packed string, or ids (the form stored before)."""
-        if isinstance(stored, Window):
-            return stored
         if not stored:
             return cls()
         if len(stored) == 1 and isinstance(stored[0], str) and stored[0].startswith(PACKED_PREFIX):
