@@ -4,14 +4,14 @@ On the embedded default every /track publish is a SQLite transaction that waits 
 write-ahead log to be synced (tracardi_site/sqlite/base.py): a flush each, and the one
 write lock taken for it. A publishing thread queues its rows; the first thread to get
 the leader lock writes everything queued (its own rows and those of the threads waiting
-behind it) in one transaction, on its own connection, and marks each with the outcome; a
+behind it) in one transaction, and marks each with the outcome; a
 thread whose rows a leader committed returns without a transaction of its own. Nothing
 is answered before its rows are committed, and if the transaction fails every request in
 it fails (/track answers 503 to each). One request at a time costs no hand-off (the
 thread is its own leader); concurrent requests in one process (gunicorn `--threads`)
 share flushes.
 
-Hand-written because it is a few lines around Django's own `transaction.atomic`, and the
+Hand-written because it is a few lines of locking around one transaction, and the
 libraries of the field do this inside their servers (Kafka's producer batching,
 PostgreSQL's commit_delay); tests/queueing/test_group_commit.py holds its guarantees and
 bench/api_ratio.py measures the publish path it serves.
@@ -23,8 +23,6 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-from django.db import connection, transaction
 
 # Rows written by one transaction at most: a bound on the transaction's size and time.
 MAX_GROUP_ROWS = 5000
@@ -40,8 +38,8 @@ class _Pending:
 class GroupCommitter:
     """One per process and writer; any publishing thread may lead a group."""
 
-    def __init__(self, write: Callable[[list[Any]], None]) -> None:
-        self._write = write
+    def __init__(self, commit: Callable[[list[Any]], None]) -> None:
+        self._commit = commit  # writes the rows in a transaction of its own and commits it
         self._pending: list[_Pending] = []
         self._queue_lock = threading.Lock()  # guards _pending
         self._leader = threading.Lock()  # held by the thread writing a group
@@ -77,12 +75,9 @@ class GroupCommitter:
     def _commit_group(self, group: list[_Pending]) -> None:
         error: BaseException | None = None
         try:
-            with transaction.atomic():
-                self._write([row for pending in group for row in pending.rows])
+            self._commit([row for pending in group for row in pending.rows])
         except BaseException as exc:  # handed to every publish of the group, which raises it
             error = exc
-            if connection.connection is not None and not connection.is_usable():
-                connection.close()  # a broken connection: the next use opens a new one
         for pending in group:
             pending.error = error
             pending.done = True

@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import orjson
 from django.conf import settings
-from django.db import DatabaseError, connections, transaction
+from django.db import DatabaseError, connection, connections, transaction
 from django.db.models import Count, F, Q
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -41,11 +41,12 @@ from queueing.broker import (
 from queueing.group_commit import GroupCommitter
 from queueing.models import QueueConsumer, QueueCounter, QueueLease, QueueMessage
 from queueing.topics import Topic, partition_for
+from tracardi_site.sqlite.direct import direct_writer
 
 IDLE_POLL_SECONDS = 0.05
 REBALANCE_CHECK_SECONDS = 1.0
 # Publishes outside a transaction share one commit with the other threads' (group_commit.py).
-_committer = GroupCommitter(lambda rows: write_messages(rows))
+_committer = GroupCommitter(lambda rows: commit_messages(rows))
 
 
 class NewMessage(NamedTuple):
@@ -83,13 +84,27 @@ def _counter_sql(vendor: str) -> str:
 
 
 @functools.cache
-def _insert_sql(vendor: str) -> str:
+def _insert_sql(placeholder: str) -> str:
     quote = connections["default"].ops.quote_name
     columns = [*NewMessage._fields, "available_at", "published_at"]
-    placeholders = ", ".join(["%s"] * len(columns))
+    placeholders = ", ".join([placeholder] * len(columns))
     return (
         f"INSERT INTO {quote(QueueMessage._meta.db_table)} ({', '.join(map(quote, columns))}) VALUES ({placeholders})"
     )
+
+
+@functools.cache
+def _count_published_sqlite() -> str:
+    table = connections["default"].ops.quote_name(QueueCounter._meta.db_table)
+    return (
+        f"INSERT INTO {table} (topic, published, acknowledged) VALUES (?, ?, 0) "
+        "ON CONFLICT (topic) DO UPDATE SET published = published + excluded.published"
+    )
+
+
+def _message_params(rows: Sequence[NewMessage]) -> list[tuple]:
+    published_at = connections["default"].ops.adapt_datetimefield_value(timezone.now())
+    return [(*row, 0.0, published_at) for row in rows]
 
 
 def write_messages(rows: Sequence[NewMessage]) -> None:
@@ -97,11 +112,30 @@ def write_messages(rows: Sequence[NewMessage]) -> None:
     prepared INSERT: this is every /track request's write, where bulk_create's building of
     model instances and SQL cost more than the insert itself (bench/api_ratio.py)."""
     conn = transaction.get_connection()
-    published_at = conn.ops.adapt_datetimefield_value(timezone.now())
     with conn.cursor() as cursor:
-        cursor.executemany(_insert_sql(conn.vendor), [(*row, 0.0, published_at) for row in rows])
+        cursor.executemany(_insert_sql("%s"), _message_params(rows))
     for topic, n in Counter(row.topic for row in rows).items():
         count_messages(topic, published=n)
+
+
+def commit_messages(rows: Sequence[NewMessage]) -> None:
+    """`write_messages` in a transaction of its own: on a SQLite file, on the engine's plain
+    sqlite3 connection (tracardi_site/sqlite/direct.py; bench/publish_cost.py compares it with
+    Django's transaction), otherwise through Django."""
+    writer = direct_writer(connections["default"])
+    if writer is None:
+        try:
+            with transaction.atomic():
+                write_messages(rows)
+        except DatabaseError:
+            if connection.connection is not None and not connection.is_usable():
+                connection.close()  # a broken connection: the next use opens a new one
+            raise
+        return
+    params = _message_params(rows)
+    with writer.transaction() as cursor:
+        cursor.executemany(_insert_sql("?"), params)
+        cursor.executemany(_count_published_sqlite(), list(Counter(row.topic for row in rows).items()))
 
 
 class DatabaseBroker(Broker):

@@ -7,7 +7,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from django.db import DatabaseError, IntegrityError
+from django.db import DatabaseError, IntegrityError, transaction
 
 from queueing.group_commit import GroupCommitter
 from queueing.models import QueueMessage
@@ -22,8 +22,8 @@ def row(n: int, *, payload: str | None = "{}") -> QueueMessage:
 
 
 class HeldWriter:
-    """The real bulk insert, holding the first transaction until every thread has queued its
-    rows, so the rest must share the second one."""
+    """The real bulk insert in a transaction, holding the first one until every thread has
+    queued its rows, so the rest must share the second one."""
 
     def __init__(self) -> None:
         self.groups: list[int] = []
@@ -35,7 +35,8 @@ class HeldWriter:
             self.entered.set()
             self.release.wait(10)
         self.groups.append(len(rows))
-        QueueMessage.objects.bulk_create(rows)
+        with transaction.atomic():
+            QueueMessage.objects.bulk_create(rows)
 
 
 def publish_concurrently(committer: GroupCommitter, writer: HeldWriter, rows: list[QueueMessage]) -> list:

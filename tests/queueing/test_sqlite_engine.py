@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import OperationalError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, connections, transaction
 
 from queueing.models import QueueCounter
 from tracardi_site.settings import private_dir
 from tracardi_site.sqlite.base import DatabaseWrapper
+from tracardi_site.sqlite.direct import DirectWriter, direct_writer
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -159,3 +160,67 @@ def test_a_database_in_a_missing_directory_is_a_database_error_not_an_os_error(t
             db.ensure_connection()
     finally:
         db.close()
+
+
+# --- the direct writer (tracardi_site/sqlite/direct.py), the broker's group commit -----
+
+
+def test_the_direct_writer_commits_and_syncs_its_log_outside_the_write_lock(monkeypatch):
+    """The same durability as the engine's commit: the -wal is synced after the lock is free
+    and before the transaction returns."""
+    synced: list[tuple[str, bool]] = []
+    real_fdatasync = os.fdatasync
+    probe = os.open(f"{connection.settings_dict['NAME']}.writelock", os.O_RDWR)
+
+    def fdatasync(fd: int) -> None:
+        try:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(probe, fcntl.LOCK_UN)
+            free = True
+        except BlockingIOError:
+            free = False
+        synced.append((os.readlink(f"/proc/self/fd/{fd}"), free))
+        real_fdatasync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    try:
+        with direct_writer(connections["default"]).transaction() as cursor:
+            cursor.execute("INSERT INTO queueing_queuecounter (topic, published, acknowledged) VALUES ('direct', 1, 0)")
+    finally:
+        os.close(probe)
+    assert synced == [(f"{connection.settings_dict['NAME']}-wal", True)]
+    assert QueueCounter.objects.get(topic="direct").published == 1  # committed: other connections see it
+
+
+def test_a_failed_direct_transaction_is_rolled_back_as_a_django_error_and_the_next_one_works():
+    writer = direct_writer(connections["default"])
+    # Django's error, as from any connection: the broker answers 503.
+    with pytest.raises(IntegrityError), writer.transaction() as cursor:
+        cursor.execute("INSERT INTO queueing_queuecounter (topic, published, acknowledged) VALUES ('a', 1, 0)")
+        cursor.execute("INSERT INTO queueing_queuecounter (topic, published, acknowledged) VALUES ('a', 2, 0)")
+    assert not QueueCounter.objects.filter(topic="a").exists()  # the whole transaction, not its first row
+    with writer.transaction() as cursor:
+        cursor.execute("INSERT INTO queueing_queuecounter (topic, published, acknowledged) VALUES ('a', 3, 0)")
+    assert QueueCounter.objects.get(topic="a").published == 3
+
+
+def test_the_direct_writer_waits_for_the_write_lock_and_gives_up_after_the_timeout():
+    writer = DirectWriter(connection.settings_dict["NAME"], timeout=0.3)
+    try:
+        with transaction.atomic():  # this test's connection holds the write lock
+            QueueCounter.objects.create(topic="held")
+            started = time.monotonic()
+            with pytest.raises(OperationalError, match="write lock timeout"), writer.transaction():
+                pass
+            assert 0.3 <= time.monotonic() - started < 2
+        with writer.transaction() as cursor:  # released at commit: it gets in at once
+            cursor.execute("UPDATE queueing_queuecounter SET published = 7 WHERE topic = 'held'")
+        assert QueueCounter.objects.get(topic="held").published == 7
+    finally:
+        writer.close()
+
+
+def test_there_is_no_direct_writer_for_a_database_without_a_file():
+    memory = DatabaseWrapper({**connection.settings_dict, "NAME": ":memory:"}, alias="memory")
+    assert direct_writer(memory) is None
+    assert direct_writer(connections["default"]) is direct_writer(connections["default"])  # one per process and file

@@ -78,6 +78,49 @@ def create_private(path: Path) -> None:
     make_private(path)
 
 
+def acquire_write_lock(fd: int, *, timeout: float) -> None:
+    """Takes the exclusive flock on `<database>.writelock`, retrying with a growing delay;
+    after `timeout` seconds fails as SQLite's own "database is locked" does."""
+    deadline = time.monotonic() + timeout
+    delay = FIRST_RETRY_SECONDS
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise OperationalError("database is locked (write lock timeout)") from None
+            time.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, MAX_RETRY_SECONDS)
+        else:
+            return
+
+
+class WalSync:
+    """fdatasync of a database's write-ahead log, after a commit. The descriptor stays open
+    (closing one drops the process's POSIX locks on that file); it is reopened if SQLite
+    replaced the file, which happens only when every connection had closed."""
+
+    def __init__(self, database: str) -> None:
+        self.path = f"{database}-wal"
+        self._fd: int | None = None
+
+    def sync(self) -> None:
+        try:
+            current = os.stat(self.path).st_ino
+        except FileNotFoundError:  # not in WAL mode: SQLite synced the commit itself
+            return
+        if self._fd is not None and os.fstat(self._fd).st_ino != current:
+            self.close()
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY)
+        os.fdatasync(self._fd)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 class DatabaseCreation(creation.DatabaseCreation):
     """Deletes a test database with its -wal and -shm: a thread of the last run (the group
     committer) may have left a -wal behind, which SQLite would read as the new database's."""
@@ -102,7 +145,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
     creation_class = DatabaseCreation
     _lock_fd: int | None = None
     _lock_held = False
-    _wal_fd: int | None = None
+    _wal: WalSync | None = None
 
     def get_new_connection(self, conn_params: dict):
         name = conn_params["database"]
@@ -131,20 +174,8 @@ class DatabaseWrapper(base.DatabaseWrapper):
             self._lock_held = False
 
     def _acquire_write_lock(self) -> None:
-        fd = self._write_lock_fd()
-        deadline = time.monotonic() + float(self.settings_dict["OPTIONS"].get("timeout", 5))
-        delay = FIRST_RETRY_SECONDS
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise OperationalError("database is locked (write lock timeout)") from None
-                time.sleep(delay * random.uniform(0.5, 1.0))
-                delay = min(delay * 2, MAX_RETRY_SECONDS)
-            else:
-                self._lock_held = True
-                return
+        acquire_write_lock(self._write_lock_fd(), timeout=float(self.settings_dict["OPTIONS"].get("timeout", 5)))
+        self._lock_held = True
 
     def _start_transaction_under_autocommit(self) -> None:
         self._acquire_write_lock()
@@ -162,23 +193,12 @@ class DatabaseWrapper(base.DatabaseWrapper):
         self._sync_wal()
 
     def _sync_wal(self) -> None:
-        """fdatasync of the write-ahead log this connection committed to. The descriptor stays
-        open (closing one drops the process's POSIX locks on that file); it is reopened if
-        SQLite replaced the file, which happens only when every connection had closed."""
         name = self.settings_dict["NAME"]
         if self.creation.is_in_memory_db(name) or str(name).startswith("file:"):
             return
-        path = f"{name}-wal"
-        try:
-            current = os.stat(path).st_ino
-        except FileNotFoundError:  # not in WAL mode: SQLite synced the commit itself
-            return
-        if self._wal_fd is not None and os.fstat(self._wal_fd).st_ino != current:
-            os.close(self._wal_fd)
-            self._wal_fd = None
-        if self._wal_fd is None:
-            self._wal_fd = os.open(path, os.O_RDONLY)
-        os.fdatasync(self._wal_fd)
+        if self._wal is None:
+            self._wal = WalSync(name)
+        self._wal.sync()
 
     def _rollback(self) -> None:
         try:
@@ -188,8 +208,9 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     def _close(self) -> None:
         self._release_write_lock()
-        for fd in (self._lock_fd, self._wal_fd):
-            if fd is not None:
-                os.close(fd)
-        self._lock_fd = self._wal_fd = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+        if self._wal is not None:
+            self._wal.close()
+        self._lock_fd = self._wal = None
         return super()._close()
