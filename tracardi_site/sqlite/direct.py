@@ -3,7 +3,7 @@
 Every /track publish on the embedded default is one of these (queueing/group_commit.py).
 Django's `transaction.atomic` and cursor wrappers add the autocommit switches and
 savepoint bookkeeping around it and the rewriting of every statement's placeholders: the
-same commit cost about 1.4 times the CPU through them, the log's flush included
+same commit cost about 1.5 times the CPU through them, the log's flush included
 (bench/publish_cost.py prints the ratio). The guarantees are the engine's own (base.py):
 the write lock, BEGIN IMMEDIATE, the commit, the lock released, then the fdatasync of the
 write-ahead log before `transaction()` returns. Errors are Django's database errors, as
