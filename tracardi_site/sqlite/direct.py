@@ -53,7 +53,8 @@ class DirectWriter:
                     try:
                         yield cursor
                     except BaseException:
-                        cursor.execute("ROLLBACK")
+                        if self._connection.in_transaction:  # some errors end it in SQLite itself
+                            cursor.execute("ROLLBACK")
                         raise
                     cursor.execute("COMMIT")
                 finally:
