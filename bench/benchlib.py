@@ -5,6 +5,7 @@ JSON for bench/run_all.py)."""
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import re
@@ -56,8 +57,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 def prepare(name: str, stack: str) -> Path:
     """Points this process (and what it starts) at a fresh store: embedded, a new SQLite
     database under var/<name>/; real, the real servers and a new TENANT (its Pulsar topics and
-    Elasticsearch indices start empty). Migrates, creates the event source, sets Django up.
-    Returns the directory for logs."""
+    Elasticsearch indices start empty, and are deleted at exit). Migrates, creates the event
+    source, sets Django up. Returns the directory for logs."""
     directory = VAR / name
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
@@ -82,7 +83,33 @@ def prepare(name: str, stack: str) -> Path:
 
     call_command("migrate", verbosity=0)
     EventSource.objects.update_or_create(id=SOURCE, defaults={"name": "bench", "enabled": True})
+    if stack == "real":
+        atexit.register(drop_tenant)
     return directory
+
+
+def drop_tenant() -> None:
+    """Deletes this run's Pulsar tenant (its topics and ledgers) and Elasticsearch indices
+    when the script exits. Every run makes a new tenant; left behind, they grew a development
+    Pulsar's data to 2.8 GB, and it took 20 % fewer requests/s (README, Benchmarks)."""
+    from django.conf import settings
+
+    from queueing.broker import get_broker
+    from storage.store import get_store
+
+    tenant = settings.TENANT
+    get_broker().close()  # this process's producers and consumers go first
+    try:
+        if settings.QUEUE_BACKEND == "pulsar":
+            requests.delete(
+                f"{settings.PULSAR_ADMIN_URL}/admin/v2/tenants/{tenant}", params={"force": "true"}, timeout=60
+            ).raise_for_status()
+        if settings.STORE_BACKEND == "elasticsearch":
+            es = get_store().es.options(ignore_status=404)  # a run that wrote nothing made none
+            es.indices.delete(index=f"{tenant}.*", ignore_unavailable=True, allow_no_indices=True)
+            es.indices.delete_index_template(name=f"{tenant}.*")
+    except Exception as exc:  # a failed cleanup must not hide the figures already printed
+        print(f"bench: could not delete tenant {tenant}: {exc}", file=sys.stderr)
 
 
 def describe_stack() -> str:
