@@ -18,7 +18,7 @@ from django.db import IntegrityError, OperationalError, connection, connections,
 
 from queueing.models import QueueCounter
 from tracardi_site.settings import private_dir
-from tracardi_site.sqlite.base import DatabaseWrapper
+from tracardi_site.sqlite.base import DatabaseWrapper, is_plain_file
 from tracardi_site.sqlite.direct import DirectWriter, direct_writer
 
 pytestmark = [
@@ -224,3 +224,10 @@ def test_there_is_no_direct_writer_for_a_database_without_a_file():
     memory = DatabaseWrapper({**connection.settings_dict, "NAME": ":memory:"}, alias="memory")
     assert direct_writer(memory) is None
     assert direct_writer(connections["default"]) is direct_writer(connections["default"])  # one per process and file
+
+
+def test_only_a_plain_file_is_created_locked_and_synced_by_the_engine():
+    assert is_plain_file("/var/lib/tracardi/tracardi.sqlite3")
+    assert not is_plain_file(":memory:")
+    assert not is_plain_file("file:memdb1?mode=memory&cache=shared")
+    assert not is_plain_file("file:/var/lib/tracardi/tracardi.sqlite3?mode=ro")

@@ -121,6 +121,12 @@ class WalSync:
             self._fd = None
 
 
+def is_plain_file(name: object) -> bool:
+    """Whether the database `name` is a file this engine creates private, locks and syncs:
+    not in memory, and not a `file:` URI (whose own options rule)."""
+    return not (creation.DatabaseCreation.is_in_memory_db(name) or str(name).startswith("file:"))
+
+
 class DatabaseCreation(creation.DatabaseCreation):
     """Deletes a test database with its -wal and -shm: a thread of the last run (the group
     committer) may have left a -wal behind, which SQLite would read as the new database's."""
@@ -149,7 +155,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     def get_new_connection(self, conn_params: dict):
         name = conn_params["database"]
-        if self.creation.is_in_memory_db(name) or str(name).startswith("file:"):  # no file, or a URI's own
+        if not is_plain_file(name):
             return super().get_new_connection(conn_params)
         path = Path(name)
         try:
@@ -194,7 +200,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     def _sync_wal(self) -> None:
         name = self.settings_dict["NAME"]
-        if self.creation.is_in_memory_db(name) or str(name).startswith("file:"):
+        if not is_plain_file(name):
             return
         if self._wal is None:
             self._wal = WalSync(name)

@@ -26,7 +26,7 @@ from pathlib import Path
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.utils import DatabaseErrorWrapper
 
-from tracardi_site.sqlite.base import DatabaseWrapper, WalSync, acquire_write_lock
+from tracardi_site.sqlite.base import DatabaseWrapper, WalSync, acquire_write_lock, is_plain_file
 
 
 class DirectWriter:
@@ -95,9 +95,7 @@ def direct_writer(connection: BaseDatabaseWrapper) -> DirectWriter | None:
     """The process's writer for `connection`'s database file; None when that is not a file
     of this engine (MySQL, an in-memory or URI database): use the Django connection."""
     name = str(connection.settings_dict["NAME"])
-    if not isinstance(connection, DatabaseWrapper) or name.startswith("file:"):
-        return None
-    if connection.creation.is_in_memory_db(name):
+    if not isinstance(connection, DatabaseWrapper) or not is_plain_file(name):
         return None
     key = (os.getpid(), name)  # the test database's name differs from the configured one
     writer = _writers.get(key)
