@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, models, transaction
 from django.db.models import Q
+from django.db.models.constants import OnConflict
 from django.utils import timezone
 
 from storage.documents import Applied, apply_changes, group_by_profile, merge_session, new_profile
@@ -42,6 +43,51 @@ BROWSE_COLUMNS = {name: name for name in ("id", "type", "source_id", "profile_id
 # and a batch of 1,000 messages may touch 1,000 profiles: rounds bound a batch's memory by
 # this many profiles, whatever the batch size (bench/worker_memory.py --batch).
 PROFILES_PER_WRITE = 100
+
+
+def insert_rows(model: type[models.Model], rows: Sequence[models.Model], *, ignore_conflicts: bool = False) -> None:
+    """INSERT of `rows`, all of the model's columns, as one prepared statement run per row
+    (on MySQL the driver sends them as one multi-row INSERT).
+
+    Not bulk_create, nor bulk_update below: these run inside the write transactions of the
+    background worker, which on SQLite hold the one write lock that every /track publish
+    waits for, and the ORM's building of each row's SQL (bulk_update's CASE WHEN per row
+    and column) cost more there than the statements (bench/store_write_cost.py compares
+    them). Values go through each field's get_db_prep_save, as the ORM sends them."""
+    if not rows:
+        return
+    fields = model._meta.concrete_fields
+    quote = connection.ops.quote_name
+    sql = (
+        f"{connection.ops.insert_statement(on_conflict=OnConflict.IGNORE if ignore_conflicts else None)} "
+        f"{quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+        f"VALUES ({', '.join(['%s'] * len(fields))})"
+    )
+    _run(sql, [[f.get_db_prep_save(getattr(row, f.attname), connection) for f in fields] for row in rows])
+
+
+def update_rows(model: type[models.Model], rows: Sequence[models.Model], names: Sequence[str]) -> None:
+    """UPDATE of the columns `names` of `rows`, by primary key: one prepared statement run
+    per row (see insert_rows for why not bulk_update)."""
+    if not rows:
+        return
+    fields = [model._meta.get_field(name) for name in names]
+    pk = model._meta.pk
+    quote = connection.ops.quote_name
+    sql = (
+        f"UPDATE {quote(model._meta.db_table)} SET {', '.join(f'{quote(f.column)} = %s' for f in fields)} "
+        f"WHERE {quote(pk.column)} = %s"
+    )
+    _run(
+        sql,
+        [[*(f.get_db_prep_save(getattr(row, f.attname), connection) for f in fields), row.pk] for row in rows],
+    )
+
+
+def _run(sql: str, params: list[list[Any]]) -> None:
+    # A transaction, as bulk_create's: outside one each row would commit (and sync) alone.
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        cursor.executemany(sql, params)
 
 
 def _parse_time(value: str | None, default: datetime) -> datetime:
@@ -104,8 +150,8 @@ class DatabaseStore(Store):
                     to_update.append(record)
             else:
                 to_create.append(ProfileRecord(id=profile_id, created_at=now, **fields))
-        ProfileRecord.objects.bulk_create(to_create)
-        ProfileRecord.objects.bulk_update(to_update, ["document", "applied_jobs", "applied_events", "updated_at"])
+        insert_rows(ProfileRecord, to_create)
+        update_rows(ProfileRecord, to_update, ["document", "applied_jobs", "applied_events", "updated_at"])
 
     def save_sessions(self, changes: Sequence[SessionChange]) -> SaveResult:
         result = SaveResult()
@@ -138,8 +184,8 @@ class DatabaseStore(Store):
                             updated_at=now,
                         )
                     )
-            SessionRecord.objects.bulk_create(to_create)
-            SessionRecord.objects.bulk_update(to_update, ["document", "profile_id", "updated_at"])
+            insert_rows(SessionRecord, to_create)
+            update_rows(SessionRecord, to_update, ["document", "profile_id", "updated_at"])
         result.saved = len(ids)
         return result
 
@@ -162,7 +208,7 @@ class DatabaseStore(Store):
         if records:
             # Events are immutable: an id stored before (a redelivery, or a retry of the same
             # request) keeps its first document.
-            EventRecord.objects.bulk_create(list(records.values()), ignore_conflicts=True)
+            insert_rows(EventRecord, list(records.values()), ignore_conflicts=True)
         result.saved = len(records)
         return result
 

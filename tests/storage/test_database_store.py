@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from django.db import IntegrityError
 from django.utils import timezone
 
-from storage.backends.database import PROFILES_PER_WRITE, DatabaseStore
+from storage.backends.database import PROFILES_PER_WRITE, DatabaseStore, insert_rows, update_rows
 from storage.documents import Applied, new_profile
 from storage.jobs import ProfileChange, ProfileOperation
-from storage.models import ProfileRecord
+from storage.models import EventRecord, ProfileRecord, SessionRecord
 
 pytestmark = pytest.mark.django_db
 
@@ -46,3 +47,34 @@ def test_a_batch_of_more_profiles_than_one_write_round_is_one_transaction():
     with pytest.raises(TypeError):
         store.apply_profile_changes([*fresh, unstorable])
     assert not ProfileRecord.objects.filter(id__startswith="q").exists()
+
+
+def test_prepared_writes_insert_and_update_rows_as_the_orm_reads_them():
+    now = timezone.now()
+    session = SessionRecord(
+        id="s1", profile_id="p1", source_id="web", document={"a": [1, "ü"]}, created_at=now, updated_at=now
+    )
+    insert_rows(SessionRecord, [session])
+    record = SessionRecord.objects.get(id="s1")
+    assert (record.document, record.profile_id, record.created_at) == ({"a": [1, "ü"]}, "p1", now)
+    record.document, record.profile_id, record.source_id = {"b": None}, None, "changed, not written"
+    update_rows(SessionRecord, [record], ["document", "profile_id"])
+    record = SessionRecord.objects.get(id="s1")
+    assert (record.document, record.profile_id, record.source_id) == ({"b": None}, None, "web")  # named columns only
+
+
+@pytest.mark.django_db(transaction=True)  # insert_rows' own transaction, not the test's
+def test_prepared_inserts_ignoring_conflicts_keep_the_first_row_and_a_failure_writes_none():
+    now = timezone.now()
+
+    def event(event_id: str, kind: str) -> EventRecord:
+        return EventRecord(id=event_id, type=kind, source_id="web", time=now, document={"type": kind})
+
+    insert_rows(EventRecord, [event("e1", "first")], ignore_conflicts=True)
+    insert_rows(EventRecord, [event("e1", "second"), event("e2", "new")], ignore_conflicts=True)
+    assert dict(EventRecord.objects.values_list("id", "type")) == {"e1": "first", "e2": "new"}
+    # Without ignore_conflicts the duplicate fails the statement run, and its rows are one
+    # transaction: e3, before it, is not written either.
+    with pytest.raises(IntegrityError):
+        insert_rows(EventRecord, [event("e3", "new"), event("e1", "again")])
+    assert not EventRecord.objects.filter(id="e3").exists()
