@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any
 
-from django.db import connection, models, transaction
+import orjson
+from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Q
 from django.db.models.constants import OnConflict
 from django.utils import timezone
@@ -56,14 +60,15 @@ def insert_rows(model: type[models.Model], rows: Sequence[models.Model], *, igno
     them). Values go through each field's get_db_prep_save, as the ORM sends them."""
     if not rows:
         return
+    db = connections[DEFAULT_DB_ALIAS]
     fields = model._meta.concrete_fields
-    quote = connection.ops.quote_name
+    quote = db.ops.quote_name
     sql = (
-        f"{connection.ops.insert_statement(on_conflict=OnConflict.IGNORE if ignore_conflicts else None)} "
+        f"{db.ops.insert_statement(on_conflict=OnConflict.IGNORE if ignore_conflicts else None)} "
         f"{quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
         f"VALUES ({', '.join(['%s'] * len(fields))})"
     )
-    _run(sql, [[f.get_db_prep_save(getattr(row, f.attname), connection) for f in fields] for row in rows])
+    _run(db, sql, _params(db, rows, fields))
 
 
 def update_rows(model: type[models.Model], rows: Sequence[models.Model], names: Sequence[str]) -> None:
@@ -71,22 +76,43 @@ def update_rows(model: type[models.Model], rows: Sequence[models.Model], names: 
     per row (see insert_rows for why not bulk_update)."""
     if not rows:
         return
-    fields = [model._meta.get_field(name) for name in names]
+    db = connections[DEFAULT_DB_ALIAS]
     pk = model._meta.pk
-    quote = connection.ops.quote_name
+    fields = [*(model._meta.get_field(name) for name in names), pk]
+    quote = db.ops.quote_name
     sql = (
-        f"UPDATE {quote(model._meta.db_table)} SET {', '.join(f'{quote(f.column)} = %s' for f in fields)} "
+        f"UPDATE {quote(model._meta.db_table)} SET {', '.join(f'{quote(f.column)} = %s' for f in fields[:-1])} "
         f"WHERE {quote(pk.column)} = %s"
     )
-    _run(
-        sql,
-        [[*(f.get_db_prep_save(getattr(row, f.attname), connection) for f in fields), row.pk] for row in rows],
-    )
+    _run(db, sql, _params(db, rows, fields))
 
 
-def _run(sql: str, params: list[list[Any]]) -> None:
+def _params(db: BaseDatabaseWrapper, rows: Sequence[models.Model], fields: Sequence[models.Field]) -> list[list[Any]]:
+    """Each row's values of `fields`, as the ORM would send them: the field's get_db_prep_save,
+    except a JSONField's, which is orjson here. The JSON is the same data (compact, UTF-8
+    rather than \\u escapes) and reads back through the field the same; the documents were
+    serialized by orjson already, as the messages that carried them."""
+    preps = [_json if isinstance(f, models.JSONField) else partial(_field_value, f, db) for f in fields]
+    names = [f.attname for f in fields]
+    return [[prep(getattr(row, name)) for prep, name in zip(preps, names, strict=True)] for row in rows]
+
+
+def _json(value: Any) -> str | None:
+    if value is None:
+        return None
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:  # what only the standard library writes, an integer beyond 64 bits
+        return json.dumps(value)
+
+
+def _field_value(field: models.Field, db: BaseDatabaseWrapper, value: Any) -> Any:
+    return field.get_db_prep_save(value, db)
+
+
+def _run(db: BaseDatabaseWrapper, sql: str, params: list[list[Any]]) -> None:
     # A transaction, as bulk_create's: outside one each row would commit (and sync) alone.
-    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+    with transaction.atomic(using=db.alias, savepoint=False), db.cursor() as cursor:
         cursor.executemany(sql, params)
 
 

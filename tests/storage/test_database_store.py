@@ -61,6 +61,11 @@ def test_prepared_writes_insert_and_update_rows_as_the_orm_reads_them():
     update_rows(SessionRecord, [record], ["document", "profile_id"])
     record = SessionRecord.objects.get(id="s1")
     assert (record.document, record.profile_id, record.source_id) == ({"b": None}, None, "web")  # named columns only
+    # What orjson does not write (an integer beyond 64 bits, an increment may reach it) the
+    # standard library does, as the ORM would.
+    record.document = {"count": 2**70, "nested": {"k": [1.5, True]}}
+    update_rows(SessionRecord, [record], ["document"])
+    assert SessionRecord.objects.get(id="s1").document == {"count": 2**70, "nested": {"k": [1.5, True]}}
 
 
 @pytest.mark.django_db(transaction=True)  # insert_rows' own transaction, not the test's
