@@ -45,7 +45,7 @@ def steps(stack: str, results: Path) -> list[tuple[str, list[str]]]:
         ("api_ratio", ["--rounds", "5", "--seconds", "4", "--warmup", "1"]),
         ("publish_cost", ["--rounds", "5", "--commits", "300"]),
         ("store_write_cost", ["--rounds", "5"]),
-        ("drain_ratio", ["--events", "20000", "--rounds", "2"]),
+        ("drain_ratio", ["--events", "60000", "--rounds", "2"]),
         ("half_load", ["--minutes", "2", "--max-seconds", "8"]),
     ]
 
