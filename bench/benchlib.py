@@ -68,10 +68,26 @@ def prepare(name: str, stack: str) -> Path:
         for key, value in REAL_STACK.items():
             os.environ.setdefault(key, value)
     else:
-        os.environ["DATABASE_URL"] = f"sqlite:///{directory / 'bench.sqlite3'}"
-        os.environ["QUEUE_BACKEND"] = "database"
-        os.environ["STORE_BACKEND"] = "database"
+        os.environ.update(embedded_stack(directory))
     os.environ["TENANT"] = f"{name.replace('-', '')}{int(time.time())}"
+    init_store()
+    if stack == "real":
+        atexit.register(drop_tenant)
+    return directory
+
+
+def embedded_stack(directory: Path) -> dict[str, str]:
+    """The settings of the embedded defaults, on a SQLite database under `directory`."""
+    return {
+        "DATABASE_URL": f"sqlite:///{directory / 'bench.sqlite3'}",
+        "QUEUE_BACKEND": "database",
+        "STORE_BACKEND": "database",
+    }
+
+
+def init_store(**workers: int) -> None:
+    """Sets Django up on the environment's settings, migrates, creates the event source and
+    sets `workers` (set_workers)."""
     sys.path.insert(0, str(ROOT))
 
     import django
@@ -83,9 +99,7 @@ def prepare(name: str, stack: str) -> Path:
 
     call_command("migrate", verbosity=0)
     EventSource.objects.update_or_create(id=SOURCE, defaults={"name": "bench", "enabled": True})
-    if stack == "real":
-        atexit.register(drop_tenant)
-    return directory
+    set_workers(**workers)
 
 
 def drop_tenant() -> None:
@@ -160,7 +174,7 @@ def free_port() -> int:
 
 
 def start_web(
-    directory: Path, *, options: str = "-w 2", app: str = "tracardi_site.wsgi"
+    directory: Path, *, options: str = "-w 2", app: str = "tracardi_site.wsgi", env: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen, str]:
     """gunicorn on a free 127.0.0.1 port; returns (process, base URL) once /track answers OPTIONS."""
     port = free_port()
@@ -168,6 +182,7 @@ def start_web(
     web = start(
         [sys.executable, "-m", "gunicorn", app, "-b", f"127.0.0.1:{port}", *options.split()],
         directory / "gunicorn.log",
+        env=env,
     )
     wait_until(
         lambda: web.poll() is not None or _answers(f"{url}/track"),
@@ -177,6 +192,17 @@ def start_web(
     if web.poll() is not None:
         raise SystemExit(f"bench: gunicorn exited; see {directory / 'gunicorn.log'}")
     return web, url
+
+
+def start_embedded_web(directory: Path, *, options: str, app: str, **workers: int) -> tuple[subprocess.Popen, str]:
+    """gunicorn on the embedded defaults beside the real stack's (a SQLite database of its
+    own under `directory`/embedded/), so the two stacks are measured in the same run."""
+    own = directory / "embedded"
+    own.mkdir(exist_ok=True)
+    env = {**os.environ, **embedded_stack(own)}
+    setup = f"import sys; sys.path.insert(0, 'bench'); import benchlib; benchlib.init_store(**{workers!r})"
+    subprocess.run([sys.executable, "-c", setup], cwd=ROOT, env=env, check=True)
+    return start_web(own, options=options, app=app, env=env)
 
 
 def _answers(url: str) -> bool:
