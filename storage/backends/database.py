@@ -57,7 +57,7 @@ def insert_rows(model: type[models.Model], rows: Sequence[models.Model], *, igno
     background worker, which on SQLite hold the one write lock that every /track publish
     waits for, and the ORM's building of each row's SQL (bulk_update's CASE WHEN per row
     and column) cost more there than the statements (bench/store_write_cost.py compares
-    them). Values go through each field's get_db_prep_save, as the ORM sends them."""
+    them). The values are what the ORM sends (_params)."""
     if not rows:
         return
     db = connections[DEFAULT_DB_ALIAS]
@@ -92,7 +92,7 @@ def _params(db: BaseDatabaseWrapper, rows: Sequence[models.Model], fields: Seque
     except a JSONField's, which is orjson here. The JSON is the same data (compact, UTF-8
     rather than \\u escapes) and reads back through the field the same; the documents were
     serialized by orjson already, as the messages that carried them."""
-    preps = [_json if isinstance(f, models.JSONField) else partial(_field_value, f, db) for f in fields]
+    preps = [_json if isinstance(f, models.JSONField) else partial(f.get_db_prep_save, connection=db) for f in fields]
     names = [f.attname for f in fields]
     return [[prep(getattr(row, name)) for prep, name in zip(preps, names, strict=True)] for row in rows]
 
@@ -104,10 +104,6 @@ def _json(value: Any) -> str | None:
         return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
     except orjson.JSONEncodeError:  # what only the standard library writes, an integer beyond 64 bits
         return json.dumps(value)
-
-
-def _field_value(field: models.Field, db: BaseDatabaseWrapper, value: Any) -> Any:
-    return field.get_db_prep_save(value, db)
 
 
 def _run(db: BaseDatabaseWrapper, sql: str, params: list[list[Any]]) -> None:
