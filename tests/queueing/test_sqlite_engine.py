@@ -18,7 +18,7 @@ from django.db import IntegrityError, OperationalError, connection, connections,
 
 from queueing.models import QueueCounter
 from tracardi_site.settings import private_dir
-from tracardi_site.sqlite.base import DatabaseWrapper, is_plain_file
+from tracardi_site.sqlite.base import DatabaseWrapper, is_plain_file, open_write_lock, write_lock_timeout
 from tracardi_site.sqlite.direct import DirectWriter, direct_writer
 
 pytestmark = [
@@ -231,3 +231,18 @@ def test_only_a_plain_file_is_created_locked_and_synced_by_the_engine():
     assert not is_plain_file(":memory:")
     assert not is_plain_file("file:memdb1?mode=memory&cache=shared")
     assert not is_plain_file("file:/var/lib/tracardi/tracardi.sqlite3?mode=ro")
+
+
+def test_every_writer_reads_the_lock_timeout_from_the_database_options_and_locks_one_file(tmp_path):
+    assert write_lock_timeout({"OPTIONS": {}}) == 5.0  # SQLite's own default here
+    assert write_lock_timeout({"OPTIONS": {"timeout": "2.5"}}) == 2.5
+    database = str(tmp_path / "db.sqlite3")
+    first, second = open_write_lock(database), open_write_lock(database)
+    try:
+        fcntl.flock(first, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(BlockingIOError):  # the engine's connection and the direct writer exclude each other
+            fcntl.flock(second, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(first)
+        os.close(second)
+    assert os.stat(f"{database}.writelock").st_mode & 0o777 == 0o600

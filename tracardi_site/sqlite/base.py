@@ -78,6 +78,17 @@ def create_private(path: Path) -> None:
     make_private(path)
 
 
+def open_write_lock(database: str) -> int:
+    """A descriptor of `<database>.writelock`, the file every writer of the database flocks
+    (this engine's connections and the broker's direct writer alike)."""
+    return os.open(f"{database}.writelock", os.O_RDWR | os.O_CREAT, 0o600)
+
+
+def write_lock_timeout(settings_dict: dict) -> float:
+    """Seconds a writer waits for the write lock: the database's OPTIONS timeout, as SQLite's."""
+    return float(settings_dict["OPTIONS"].get("timeout", 5))
+
+
 def acquire_write_lock(fd: int, *, timeout: float) -> None:
     """Takes the exclusive flock on `<database>.writelock`, retrying with a growing delay;
     after `timeout` seconds fails as SQLite's own "database is locked" does."""
@@ -171,7 +182,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     def _write_lock_fd(self) -> int:
         if self._lock_fd is None:
-            self._lock_fd = os.open(f"{self.settings_dict['NAME']}.writelock", os.O_RDWR | os.O_CREAT, 0o600)
+            self._lock_fd = open_write_lock(self.settings_dict["NAME"])
         return self._lock_fd
 
     def _release_write_lock(self) -> None:
@@ -180,7 +191,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
             self._lock_held = False
 
     def _acquire_write_lock(self) -> None:
-        acquire_write_lock(self._write_lock_fd(), timeout=float(self.settings_dict["OPTIONS"].get("timeout", 5)))
+        acquire_write_lock(self._write_lock_fd(), timeout=write_lock_timeout(self.settings_dict))
         self._lock_held = True
 
     def _start_transaction_under_autocommit(self) -> None:

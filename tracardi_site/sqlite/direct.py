@@ -26,7 +26,14 @@ from pathlib import Path
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.utils import DatabaseErrorWrapper
 
-from tracardi_site.sqlite.base import DatabaseWrapper, WalSync, acquire_write_lock, is_plain_file
+from tracardi_site.sqlite.base import (
+    DatabaseWrapper,
+    WalSync,
+    acquire_write_lock,
+    is_plain_file,
+    open_write_lock,
+    write_lock_timeout,
+)
 
 
 class DirectWriter:
@@ -74,7 +81,7 @@ class DirectWriter:
             )  # fmt: skip
             self._connection.execute("PRAGMA synchronous=NORMAL")  # the engine's: it syncs the log itself
         if self._lock_fd is None:
-            self._lock_fd = os.open(f"{self.database}.writelock", os.O_RDWR | os.O_CREAT, 0o600)
+            self._lock_fd = open_write_lock(self.database)
         return self._connection.cursor()
 
     def close(self) -> None:
@@ -101,7 +108,5 @@ def direct_writer(connection: BaseDatabaseWrapper) -> DirectWriter | None:
     writer = _writers.get(key)
     if writer is None:
         with _writers_lock:
-            writer = _writers.setdefault(
-                key, DirectWriter(name, timeout=float(connection.settings_dict["OPTIONS"].get("timeout", 5)))
-            )
+            writer = _writers.setdefault(key, DirectWriter(name, timeout=write_lock_timeout(connection.settings_dict)))
     return writer
