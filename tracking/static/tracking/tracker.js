@@ -108,7 +108,7 @@
 
   let queue = [];
   let timer = null;
-  let sending = false;
+  let sending = null; // the running send, so a flush can wait for it
 
   // text/plain is a CORS-safelisted type: no preflight; /track reads any body as JSON.
   async function deliver(text) {
@@ -144,18 +144,23 @@
     if (!timer) timer = setTimeout(flush, config.flushInterval);
   }
 
+  // Resolves once what was queued when it was called has been sent (or given up on).
   async function flush() {
     clearTimeout(timer);
     timer = null;
-    if (sending || !queue.length) return; // the running send flushes again when it is done
-    sending = true;
-    try {
-      await deliver(body(queue.splice(0, MAX_BATCH)));
-    } finally {
-      sending = false;
+    if (sending) {
+      await sending;
+      return flush();
     }
-    if (queue.length >= config.batchSize) flush();
-    else if (queue.length) schedule();
+    if (!queue.length) return;
+    sending = deliver(body(queue.splice(0, MAX_BATCH)));
+    try {
+      await sending;
+    } finally {
+      sending = null;
+    }
+    if (queue.length >= config.batchSize) return flush();
+    if (queue.length) schedule();
   }
 
   // The page is going away (or to the background, where it may be discarded): whatever is
