@@ -78,7 +78,7 @@ def test_profile_search_detail_and_links_to_its_sessions_and_events(live_api, br
     assert f'"id": "{ann}"' in document and '"events": 1' in document  # pretty JSON
     assert [a.text for a in browser.find_elements(By.CSS_SELECTOR, "#latest-sessions a")] == ["s-ann"]
     browser.find_element(By.ID, "profile-events").click()
-    assert ids() == ["e-ann"]
+    wait_for(lambda: ids() == ["e-ann"], timeout=10, message="the profile's events")
     assert browser.find_element(By.CSS_SELECTOR, "#data-list td.flags").text == "invalid"
     browser.find_element(By.LINK_TEXT, "e-ann").click()
     assert "$.properties.total: must be a string" in browser.find_element(By.ID, "validation").text

@@ -135,13 +135,13 @@ def test_a_stopped_worker_shows_as_hung_then_replaced(browser, spawn, worker_set
         )
         os.kill(victim, signal.SIGSTOP)
         try:
-            wait_for(lambda: processes(browser, "background").get(victim) == "hung", timeout=30, message="shown hung")
+            wait_for(lambda: processes(browser, "background").get(victim) == "hung", timeout=90, message="shown hung")
 
             def replaced() -> bool:
                 shown = processes(browser, "background")
                 return shown.get(victim) == "hung" and "running" in {s for p, s in shown.items() if p != victim}
 
-            wait_for(replaced, timeout=30, message="a running replacement next to the hung one")
+            wait_for(replaced, timeout=90, message="a running replacement next to the hung one")
         finally:
             if Path(f"/proc/{victim}").exists():
                 os.kill(victim, signal.SIGCONT)

@@ -58,6 +58,9 @@ def ship() -> Iterator[callable]:
         handler.close()
 
 
+DROPPED_WARNING = re.compile(r"WARNING: Log shipping dropped [123] record\(s\)")
+
+
 @pytest.fixture
 def log_table_dropped() -> Iterator[None]:
     """The log store unavailable: its table is gone (put back afterwards)."""
@@ -75,8 +78,10 @@ def test_records_are_written_in_batches_in_the_reference_format(ship):
     for _ in range(450):
         log.info("Events: Saved %d, Errors=%d", 2, 0)
     handler.start_thread()
-    wait_for(lambda: LogLine.objects.count() == 450, timeout=15, message="450 lines stored")
-    assert handler.batches == 3 and handler.written == 450 and handler.dropped == 0  # 200 + 200 + 50
+    # The writer counts a batch after its commit: wait for its count, not the table's.
+    wait_for(lambda: handler.written == 450, timeout=15, message="450 lines stored")
+    assert LogLine.objects.count() == 450
+    assert handler.batches == 3 and handler.dropped == 0  # 200 + 200 + 50
     line = LogLine.objects.first()
     assert REFERENCE_LINE.match(line.message), line.message
     assert (line.worker_type, line.pid, line.host) == ("background", os.getpid(), socket.gethostname())
@@ -127,7 +132,8 @@ def test_a_failing_store_never_raises_into_the_caller_and_recovers(ship, log_tab
     assert "console_logline" in handler.last_error
     assert handler._thread.is_alive()
     # Told on stderr, once for the interval, in the reference format.
-    wait_for(lambda: "WARNING: Log shipping dropped 3 record(s)" in capfd.readouterr().err, timeout=5)
+    # (All 3 when they fell in one batch; a stalled machine may have split them.)
+    wait_for(lambda: DROPPED_WARNING.search(capfd.readouterr().err), timeout=5)
     log.info("still lost")
     wait_for(lambda: handler.dropped == 4, timeout=10)
     assert "Log shipping dropped" not in capfd.readouterr().err  # not again within the interval

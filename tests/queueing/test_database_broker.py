@@ -114,7 +114,7 @@ def test_two_consumers_share_the_partitions_without_overlap(settings):
 
 
 def test_a_consumer_that_stops_renewing_loses_its_partitions(settings):
-    settings.QUEUE_LEASE_SECONDS = 1.0
+    settings.QUEUE_LEASE_SECONDS = 3.0  # the other's first receive must come before it expires
     broker = DatabaseBroker(partitions=2)
     broker.publish(messages("k", 3))
     dead = broker.subscribe(topic=FUNCTIONS, consumer_name="dead")
@@ -127,13 +127,14 @@ def test_a_consumer_that_stops_renewing_loses_its_partitions(settings):
         other._next_maintenance = 0  # renews now: takes the partitions whose lease expired
         return other.receive(max_messages=10, timeout=0.1)
 
-    redelivered = wait_for(taken_over, timeout=10, message="the dead consumer's lease to expire")
+    redelivered = wait_for(taken_over, timeout=20, message="the dead consumer's lease to expire")
     assert [m.payload["n"] for m in redelivered] == [0, 1, 2]
     assert all(m.redelivery_count == 1 for m in redelivered)
 
 
 def test_nack_redelivers_after_the_delay_and_holds_back_the_partition(settings):
-    settings.QUEUE_NACK_DELAY_SECONDS = 0.3
+    # Long enough that the nack, a publish and an empty receive fit in it on a loaded machine.
+    settings.QUEUE_NACK_DELAY_SECONDS = 2.0
     broker = DatabaseBroker(partitions=1)
     broker.publish(messages("k", 2))
     consumer = broker.subscribe(topic=FUNCTIONS, consumer_name="t")
@@ -142,7 +143,7 @@ def test_nack_redelivers_after_the_delay_and_holds_back_the_partition(settings):
     consumer.negative_acknowledge([first], error="boom")
     broker.publish(messages("k", 1, start=2))
     assert consumer.receive(max_messages=10, timeout=0.1) == []  # message 2 waits behind message 0
-    again = consumer.receive(max_messages=10, timeout=1.0)
+    again = consumer.receive(max_messages=10, timeout=10.0)
     assert [m.payload["n"] for m in again] == [0, 2]
     assert again[0].redelivery_count == 1
 

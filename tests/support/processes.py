@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from urllib.parse import quote
 
@@ -46,15 +47,27 @@ def free_port() -> int:
 
 
 def require_engine(name: str, url: str, probe: str) -> None:
-    try:
-        requests.get(f"{url}{probe}", timeout=3).raise_for_status()
-    except requests.RequestException as exc:
-        reason = (
-            f"{name} is not reachable at {url} ({type(exc).__name__}); `make test` starts it when Java and Maven exist"
-        )
-        if os.environ.get("REQUIRE_REAL_ENGINES") == "1":
-            pytest.fail(f"REQUIRE_REAL_ENGINES=1 but {reason}")
-        pytest.skip(reason)
+    """Skips (or fails, under REQUIRE_REAL_ENGINES=1) when the engine does not answer. One
+    that is listening but slow or erroring (a JVM pausing on a loaded machine) gets 30 s."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            requests.get(f"{url}{probe}", timeout=3).raise_for_status()
+            return
+        except requests.ConnectionError as exc:  # nothing listens
+            failure: Exception = exc
+            break
+        except requests.RequestException as exc:
+            failure = exc
+            if time.monotonic() > deadline:
+                break
+        time.sleep(1)
+    reason = (
+        f"{name} is not reachable at {url} ({type(failure).__name__}); `make test` starts it when Java and Maven exist"
+    )
+    if os.environ.get("REQUIRE_REAL_ENGINES") == "1":
+        pytest.fail(f"REQUIRE_REAL_ENGINES=1 but {reason}")
+    pytest.skip(reason)
 
 
 class Process:

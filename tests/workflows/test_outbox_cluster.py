@@ -31,7 +31,7 @@ def test_a_delivery_is_sent_by_a_real_qcluster_and_its_retry_runs_on_time(spawn,
     first, second = receiver.received
     assert first.headers["Idempotency-Key"] == second.headers["Idempotency-Key"] == "cluster-1"
     # Queued for its time (0.2-0.4 s of backoff), not for the scheduler's next 30 s round.
-    assert 0.15 <= second.at - first.at < 5
+    assert 0.15 <= second.at - first.at < 20  # slack for a loaded machine, well under 30 s
     assert Delivery.objects.get(pk=delivery.pk).attempts == 2
 
 

@@ -154,10 +154,15 @@
       `Updated ${new Date().toLocaleTimeString()}; refreshed every ${refreshMs} ms.`;
   }
   render(JSON.parse(document.getElementById("console-initial").textContent));
+  // One refresh at a time: a slow answer that arrived after a newer one would show old counts.
+  let busy = false;
   setInterval(() => {
+    if (busy) return;
+    busy = true;
     fetch(url, {credentials: "same-origin"})
       .then(r => r.ok ? r.json() : Promise.reject(r.status))
       .then(render)
-      .catch(err => { document.getElementById("console-updated").textContent = `Refresh failed (${err}); retrying.`; });
+      .catch(err => { document.getElementById("console-updated").textContent = `Refresh failed (${err}); retrying.`; })
+      .finally(() => { busy = false; });
   }, refreshMs);
 })();
