@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.http import QueryDict
-from django.utils import timezone
 
 from queueing.broker import Broker, DeadLetter
 from queueing.topics import MAIN_TOPICS, Topic
@@ -60,28 +59,28 @@ def page_number(value: str | None) -> int:
 # --- stored data ----------------------------------------------------------------------------
 
 
-def _moment(value: str) -> datetime | None:
+class BadFilter(ValueError):
+    """A filter of the search form that cannot be used; its message says which and why."""
+
+
+def _moment(label: str, value: str) -> datetime:
     """An ISO date or time from the form (a datetime-local input sends no zone: UTC)."""
     try:
         moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.UTC)
+        return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):  # OverflowError: a zone that moves it out of years 1-9999
+        raise BadFilter(f"{label}: enter a date and time such as 2026-11-30T05:00 (UTC), not {value[:40]!r}.") from None
 
 
 def filters_from(entity: Entity, query: QueryDict) -> BrowseFilters:
-    """The filters this entity has, from the query string; the rest is ignored."""
+    """The filters this entity has, from the query string; the rest is ignored. Raises
+    BadFilter for a time that is not one."""
     values: dict[str, Any] = {}
     for name in BROWSE_FILTERS[entity]:
         raw = (query.get(name) or "").strip()
         if not raw:
             continue
-        if name in ("since", "until"):
-            moment = _moment(raw)
-            if moment:
-                values[name] = moment
-        else:
-            values[name] = raw
+        values[name] = _moment(FILTER_LABELS[name], raw) if name in ("since", "until") else raw
     return BrowseFilters(**values)
 
 
@@ -100,7 +99,7 @@ def filter_fields(entity: Entity, query: QueryDict) -> list[dict[str, str]]:
 
 
 def browse_page(*, store: Store, entity: Entity, query: QueryDict) -> Page:
-    """Raises ValueError for a bad cursor."""
+    """Raises BadFilter for a bad filter, ValueError for a bad cursor."""
     return store.browse(
         entity, filters=filters_from(entity, query), page_size=PAGE_SIZE, after=query.get("after") or None
     )

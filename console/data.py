@@ -8,7 +8,7 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
-from console.browse import ENTITIES, browse_page, filter_fields, flags, list_row, pretty, related
+from console.browse import ENTITIES, BadFilter, browse_page, filter_fields, flags, list_row, pretty, related
 from storage.services import delete_profile
 from storage.store import get_store
 
@@ -23,14 +23,19 @@ def _entity(kind: str):
 @staff_member_required
 def data_list(request: HttpRequest, kind: str) -> HttpResponse:
     entity = _entity(kind)
+    status, rows, following = 200, [], None
     try:
         page = browse_page(store=get_store(), entity=entity, query=request.GET)
+        rows, following = [list_row(entity, d) for d in page.items], page.next
+    except BadFilter as exc:  # the form is shown again, with what to fix
+        messages.error(request, str(exc))
+        status = 400
     except ValueError:
         messages.warning(request, "That page link is no longer valid; showing the first page.")
         return redirect(f"{request.path}?{_without(request, 'after')}")
     next_query = request.GET.copy()
-    if page.next:
-        next_query["after"] = page.next
+    if following:
+        next_query["after"] = following
     context = {
         **admin.site.each_context(request),
         "title": f"Stored {kind}",
@@ -38,12 +43,12 @@ def data_list(request: HttpRequest, kind: str) -> HttpResponse:
         "entity": entity,
         "kinds": list(ENTITIES),
         "fields": filter_fields(entity, request.GET),
-        "rows": [list_row(entity, d) for d in page.items],
-        "next_query": next_query.urlencode() if page.next else "",
+        "rows": rows,
+        "next_query": next_query.urlencode() if following else "",
         "first_query": _without(request, "after"),
         "paged": bool(request.GET.get("after")),
     }
-    return render(request, "console/data/list.html", context)
+    return render(request, "console/data/list.html", context, status=status)
 
 
 def _without(request: HttpRequest, name: str) -> str:

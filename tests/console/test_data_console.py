@@ -130,3 +130,22 @@ def test_gdpr_delete_through_the_api_with_a_staff_token(client, worker_settings)
     nobody = get_user_model().objects.create_user("visitor", password="pw")
     other = Token.objects.create(user=nobody)
     assert client.delete("/api/profiles/x", headers={"Authorization": f"Token {other.key}"}).status_code == 403
+
+
+def test_the_time_filters_take_the_forms_value_as_utc_and_refuse_what_is_not_a_time(admin_client, worker_settings):
+    worker_settings("background", min_batch_size=1, max_time_in_buffer=0)
+    store_jobs(storage_job("p-time", "s-time", "e-time"))  # inserted 2026-11-29T10:00 UTC
+
+    def listed(**query: str):
+        response = admin_client.get("/admin/console/data/events/", query)
+        return response.status_code, [row["id"] for row in response.context["rows"]], response.content.decode()
+
+    # A datetime-local input sends no zone: read as UTC.
+    assert listed(since="2026-11-29T09:59")[:2] == (200, ["e-time"])
+    assert listed(since="2026-11-29T10:01")[:2] == (200, [])
+    assert listed(until="2026-11-29T12:00+02:00")[:2] == (200, [])  # 10:00 UTC, exclusive
+    assert listed(until="2026-11-29T12:01+02:00")[:2] == (200, ["e-time"])
+    for bad in ("garbage", "0001-01-01T00:00+05:00", "9999-12-31T23:59:59-05:00"):
+        status, rows, page = listed(since=bad)
+        assert (status, rows) == (400, []), bad
+        assert "From (UTC): enter a date and time such as 2026-11-30T05:00 (UTC)" in page
