@@ -61,6 +61,8 @@ class ProfileTombstone(models.Model):
 
     class Meta:
         db_table = "storage_profile_tombstone"
+        # The API's processes look up the latest deletion every few seconds (tracking/selectors.py).
+        indexes = [models.Index(fields=["deleted_at"], name="storage_tombstone_deleted_at")]
 
     def __str__(self) -> str:
         return self.profile_id

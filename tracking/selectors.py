@@ -9,12 +9,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TypeVar
 
 from cachetools import TTLCache, cached
 from django.conf import settings
 
 from queueing.models import WorkerSettings, WorkerType
+from storage.models import ProfileTombstone
 from tracking.models import EventMapping, EventReshaper, EventSource, EventValidator, SessionIdentity, parse_origins
 from tracking.rules.engine import RuleSet
 
@@ -99,27 +101,41 @@ def get_rules() -> RuleSet:
 # session id -> profile id of registered sessions. The registry never changes a session's
 # profile once written, so the API reads it once per process instead of once per request
 # (it was 15 % of a request). Only found sessions are kept: an unknown one must be
-# registered. Bounded in size, and in time so a profile deleted (GDPR) stops being named.
-# (`cached` has no "do not keep this result" hook, hence the explicit get and put.)
+# registered. Bounded in size and time. A profile deleted (GDPR) leaves the registry: every
+# process empties its cache when it sees a newer deletion (`latest_profile_deletion`,
+# within SOURCE_CACHE_SECONDS), so a returning session of the deleted profile is not
+# answered with it any longer. (`cached` has no "do not keep this result" hook, hence the
+# explicit get and put.)
 KNOWN_SESSION_SECONDS = 60.0
 _known_sessions: TTLCache[str, str] = TTLCache(maxsize=100_000, ttl=KNOWN_SESSION_SECONDS)
 _known_sessions_lock = threading.Lock()
+_known_sessions_since: list[datetime | None] = [None]  # the latest deletion the cache has seen
+
+
+@ttl_cached(1)
+def latest_profile_deletion() -> datetime | None:
+    return ProfileTombstone.objects.order_by("-deleted_at").values_list("deleted_at", flat=True).first()
 
 
 def known_profile(session_id: str) -> str | None:
+    latest = latest_profile_deletion()
     with _known_sessions_lock:
+        if latest != _known_sessions_since[0]:
+            _known_sessions.clear()
+            _known_sessions_since[0] = latest
         profile_id = _known_sessions.get(session_id)
     if profile_id is not None:
         return profile_id
     profile_id = SessionIdentity.objects.filter(session_id=session_id).values_list("profile_id", flat=True).first()
     if profile_id is not None:
         with _known_sessions_lock:
-            _known_sessions[session_id] = profile_id
+            if _known_sessions_since[0] == latest:  # not read before a deletion that emptied the cache since
+                _known_sessions[session_id] = profile_id
     return profile_id
 
 
 def clear_caches() -> None:
-    for function in (get_source, any_source_allows_origin, collector_enabled, get_rules):
+    for function in (get_source, any_source_allows_origin, collector_enabled, get_rules, latest_profile_deletion):
         function.cache_clear()
     with _known_sessions_lock:
         _known_sessions.clear()

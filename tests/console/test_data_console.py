@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+import requests
 from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 from selenium.webdriver.common.by import By
@@ -16,8 +17,9 @@ from storage.jobs import ProfileChange, ProfileOperation, SessionChange, Storage
 from storage.models import ProfileTombstone
 from storage.store import get_store
 from storage.workers.background import BackgroundWorker
-from tests.helpers import wait_for
+from tests.helpers import payload, wait_for
 from tests.support.console import log_in
+from tests.support.processes import start_api
 from tracking.models import SessionIdentity
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -149,3 +151,33 @@ def test_the_time_filters_take_the_forms_value_as_utc_and_refuse_what_is_not_a_t
         status, rows, page = listed(since=bad)
         assert (status, rows) == (400, []), bad
         assert "From (UTC): enter a date and time such as 2026-11-30T05:00 (UTC)" in page
+
+
+def test_after_a_gdpr_delete_no_api_process_names_the_profile_again(process_env, make_source, tmp_path):
+    """Both gunicorn workers had the session's profile in their caches; after the deletion
+    they answer with a new one, and only that one, within SOURCE_CACHE_SECONDS."""
+    # Its own API with the production caches (the shared test API caches nothing).
+    api, url = start_api(env={**process_env, "SOURCE_CACHE_SECONDS": "2"}, log=tmp_path / "api.log")
+    try:
+        source = make_source()
+        body = payload(source.id, session={"id": f"gdpr-{uuid.uuid4().hex[:8]}"})
+
+        def answered() -> str:
+            return requests.post(f"{url}/track", json=body, timeout=10).json()["profile"]["id"]
+
+        deleted = answered()
+        assert {answered() for _ in range(20)} == {deleted}  # known to both workers by now
+        staff = get_user_model().objects.create_user(f"ops-{uuid.uuid4().hex[:6]}", password="pw", is_staff=True)
+        token = Token.objects.create(user=staff)
+        headers = {"Authorization": f"Token {token.key}"}
+        assert requests.delete(f"{url}/api/profiles/{deleted}", headers=headers, timeout=30).status_code == 200
+
+        # 20 answers in a row, from both workers, all with the same new profile.
+        names = wait_for(
+            lambda: len(ids := {answered() for _ in range(20)}) == 1 and deleted not in ids and ids,
+            timeout=30,
+            message="every answer with one new profile",
+        )
+        assert {SessionIdentity.objects.get(session_id=body["session"]["id"]).profile_id} == names
+    finally:
+        api.stop()

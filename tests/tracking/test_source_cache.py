@@ -48,3 +48,23 @@ def test_a_disabled_source_is_rejected_by_the_live_api_within_2_seconds(process_
         assert answers[0].json() == {"detail": "Event source disabled."}
     finally:
         api.stop()
+
+
+def test_the_known_session_cache_is_emptied_by_a_newer_profile_deletion(make_source):
+    from storage.services import delete_profile
+    from storage.store import get_store
+    from tracking.models import SessionIdentity
+    from tracking.selectors import known_profile, latest_profile_deletion
+
+    source = make_source()
+    SessionIdentity.objects.create(session_id="s-known", profile_id="p-known", source_id=source.id)
+    SessionIdentity.objects.create(session_id="s-other", profile_id="p-other", source_id=source.id)
+    assert known_profile("s-known") == "p-known" and known_profile("s-other") == "p-other"
+    SessionIdentity.objects.filter(session_id="s-other").update(
+        profile_id="changed"
+    )  # not how it happens: shows the cache
+    assert known_profile("s-other") == "p-other"
+    delete_profile("p-known", store=get_store())
+    latest_profile_deletion.cache_clear()  # as when its SOURCE_CACHE_SECONDS are over
+    assert known_profile("s-known") is None  # registered anew on its next request
+    assert known_profile("s-other") == "changed"  # the whole cache was emptied
