@@ -46,16 +46,38 @@ def read_body(request: Request) -> bytes:
         status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
         f"Request body is larger than TRACK_MAX_BODY_BYTES ({limit} bytes).",
     )
-    try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        declared = 0
-    if declared > limit:
-        raise too_large
-    body = request._request.read(limit + 1)
+    meta = request.META
+    if not meta.get("CONTENT_LENGTH") and "chunked" in meta.get("HTTP_TRANSFER_ENCODING", "").lower():
+        body = _read_chunked(meta, limit)
+    else:
+        try:
+            declared = int(meta.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            declared = 0
+        if declared > limit:
+            raise too_large
+        body = request._request.read(limit + 1)
     if len(body) > limit:
         raise too_large
     return body
+
+
+def _read_chunked(meta: dict[str, Any], limit: int) -> bytes:
+    """A chunked body (no Content-Length): Django reads only Content-Length bytes, so it would
+    be empty. The server's decoded input is read to its end, when the server says that end
+    is marked (`wsgi.input_terminated`, gunicorn's); at most limit + 1 bytes."""
+    if not meta.get("wsgi.input_terminated"):
+        raise TrackError(
+            status.HTTP_411_LENGTH_REQUIRED, "Send the body with a Content-Length: this server cannot read it chunked."
+        )
+    stream, parts, size = meta["wsgi.input"], [], 0
+    while size <= limit:
+        part = stream.read(limit + 1 - size)
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    return b"".join(parts)
 
 
 def decoded_body(request: Request) -> bytes:

@@ -4,8 +4,10 @@ exactly once."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import string
+from collections.abc import Iterator
 
 import pytest
 import requests
@@ -216,3 +218,35 @@ def test_a_plain_payload_still_works_after_the_fuzzing(pipeline):
     url, source = pipeline
     response = requests.post(f"{url}/track", json=payload(source.id), timeout=10)
     assert response.status_code == 200
+
+
+def chunked(data: bytes, size: int) -> Iterator[bytes]:
+    """A generator body: requests sends it with Transfer-Encoding: chunked, no Content-Length."""
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+def test_a_chunked_body_is_read_whole_and_bounded_like_any_other(live_api, make_source):
+    source = make_source()
+    body = json.dumps(payload(source.id, events=[{"type": "a"}, {"type": "b"}])).encode()
+    headers = {"Content-Type": "application/json"}
+    response = requests.post(f"{live_api}/track", data=chunked(body, 7), headers=headers, timeout=30)
+    assert response.status_code == 200, response.text
+    assert len(response.json()["events"]) == 2
+    compressed = {**headers, "Content-Encoding": "gzip"}
+    response = requests.post(f"{live_api}/track", data=chunked(gzip.compress(body), 16), headers=compressed, timeout=30)
+    assert response.status_code == 200, response.text
+    too_big = json.dumps(payload(source.id, events=[{"type": "a", "properties": {"s": "x" * 1_100_000}}])).encode()
+    response = requests.post(f"{live_api}/track", data=chunked(too_big, 65536), headers=headers, timeout=30)
+    assert response.status_code == 413
+    assert response.json() == {"detail": "Request body is larger than TRACK_MAX_BODY_BYTES (1048576 bytes)."}
+
+
+def test_a_chunked_body_the_server_cannot_read_to_its_end_gets_411(client, make_source):
+    """A WSGI server that does not mark the end of a chunked input (no wsgi.input_terminated)."""
+    body = json.dumps(payload(make_source().id)).encode()
+    response = client.post(
+        "/track", data=body, content_type="application/json", HTTP_TRANSFER_ENCODING="chunked", CONTENT_LENGTH=""
+    )
+    assert response.status_code == 411
+    assert response.json() == {"detail": "Send the body with a Content-Length: this server cannot read it chunked."}
