@@ -100,11 +100,21 @@ def parse_json(body: bytes) -> Any:
     except orjson.JSONDecodeError as exc:
         if "depth limit" in str(exc) or "recursion" in str(exc):  # deeper than the parser's own limit
             raise invalid([{"path": "$", "message": too_deep_error}]) from None
-        raise TrackError(status.HTTP_400_BAD_REQUEST, f"Malformed JSON: {exc}.") from None
+        raise TrackError(status.HTTP_400_BAD_REQUEST, f"Malformed JSON: {_not_utf8(body) or exc}.") from None
     problem = check_structure(data, max_depth=max_depth)
     if problem is not None:
         raise invalid([problem])
     return data
+
+
+def _not_utf8(body: bytes) -> str | None:
+    """Where the body stops being UTF-8, if it does: orjson says "surrogates not allowed" for
+    any invalid byte, which misleads a client that sent, say, Latin-1."""
+    try:
+        body.decode()
+    except UnicodeDecodeError as exc:
+        return f"the body is not valid UTF-8 (byte 0x{body[exc.start]:02x} at offset {exc.start})"
+    return None
 
 
 def parse_payload(body: bytes) -> dict[str, Any]:

@@ -125,6 +125,12 @@ def test_malformed_json_is_400(client, source):
     assert response.json()["detail"].startswith("Malformed JSON: ")
 
 
+def test_a_body_that_is_not_utf8_is_400_saying_where(client, source):
+    response = post(client, '{"source": {"id": "caf\xe9"}}'.encode("latin-1"))
+    assert response.status_code == 400
+    assert response.json() == {"detail": "Malformed JSON: the body is not valid UTF-8 (byte 0xe9 at offset 22)."}
+
+
 def test_body_over_the_limit_is_413(client, source, settings):
     settings.TRACK_MAX_BODY_BYTES = 2048
     body = payload(source.id, events=[{"type": "x", "properties": {"blob": "a" * 4096}}])
