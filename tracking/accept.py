@@ -5,6 +5,7 @@ every bridge (/track, the webhook bridge) goes through `accept`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,11 +30,20 @@ NOTHING_SAVED = {
 class TrackError(Exception):
     """A payload refused with a 4xx: nothing of it was accepted."""
 
-    def __init__(self, status_code: int, detail: str, errors: list[dict[str, str]] | None = None) -> None:
-        self.status_code, self.detail, self.errors = status_code, detail, errors
+    def __init__(
+        self, status_code: int, detail: str, errors: list[dict[str, str]] | None = None, prefix: str = ""
+    ) -> None:
+        self.status_code, self.detail, self.errors, self.prefix = status_code, detail, errors, prefix
 
     def body(self) -> dict[str, Any]:
         return {"detail": self.detail} | ({"errors": self.errors} if self.errors else {})
+
+    def with_paths(self, rename: Callable[[str], str]) -> TrackError:
+        """The same refusal with every error's path renamed (the webhook bridge names the
+        parts of its URL and body the client sent, not the payload built from them)."""
+        if not self.errors:
+            return self
+        return invalid([{**e, "path": rename(e["path"])} for e in self.errors], self.prefix)
 
 
 def invalid(errors: list[dict[str, str]], prefix: str = "Invalid payload") -> TrackError:
@@ -42,7 +52,7 @@ def invalid(errors: list[dict[str, str]], prefix: str = "Invalid payload") -> Tr
     first = errors[0]
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return TrackError(
-        status.HTTP_422_UNPROCESSABLE_ENTITY, f"{prefix}: {first['path']}: {first['message']}{more}", errors
+        status.HTTP_422_UNPROCESSABLE_ENTITY, f"{prefix}: {first['path']}: {first['message']}{more}", errors, prefix
     )
 
 

@@ -255,11 +255,14 @@ class TrackView(APIView):
             check_bridge(source, self.bridge)
             check_origin(request, source)
             reject_bots(request, source)
-            try:
-                valid = validate_track_payload(data)
-            except PayloadInvalid as exc:
-                raise invalid(exc.errors) from None
-            outcome = accept(broker=get_broker(), source=source, payload=valid, meta=request_meta(request))
+            try:  # the payload's paths from here on: named as the client sent them
+                try:
+                    valid = validate_track_payload(data)
+                except PayloadInvalid as exc:
+                    raise invalid(exc.errors) from None
+                outcome = accept(broker=get_broker(), source=source, payload=valid, meta=request_meta(request))
+            except TrackError as refused:
+                raise refused.with_paths(self.client_path) from None
             response = json_response(outcome.body, outcome.status_code)
         except TrackError as exc:
             response = json_response(exc.body(), exc.status_code)
@@ -273,6 +276,11 @@ class TrackView(APIView):
             )
             response["Retry-After"] = str(settings.TRACK_RETRY_AFTER_SECONDS)
         return response, source
+
+    @staticmethod
+    def client_path(path: str) -> str:
+        """An error's path as the client wrote it: /track's payload is the client's own."""
+        return path
 
     def options(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """CORS preflight: it carries no body, so any enabled source allowing the origin admits it."""
@@ -301,11 +309,28 @@ class TrackView(APIView):
         return response
 
 
+WEBHOOK_PATHS = (
+    ("$.events[0].properties", "$"),
+    ("$.events[0].type", "{event_type} of the URL"),
+    ("$.session.id", "?session_id"),
+    ("$.profile.id", "?profile_id"),
+)
+
+
 class WebhookView(TrackView):
     """POST /collect/{event_type}/{source_id}: any JSON body becomes one event, for systems
     that can only call a webhook. Optional ?session_id=&profile_id= tie it to a visitor."""
 
     bridge = BridgeType.WEBHOOK
+
+    @staticmethod
+    def client_path(path: str) -> str:
+        """The payload's paths as parts of the call: `$` is the body, which became the event's
+        properties; the event type is the URL's; session and profile ids are query parameters."""
+        for built, sent in WEBHOOK_PATHS:
+            if path == built or path.startswith((built + ".", built + "[")):
+                return sent + path[len(built) :]
+        return path
 
     @webhook_schema()
     def post(self, request: Request, event_type: str, source_id: str) -> HttpResponse:  # type: ignore[override]

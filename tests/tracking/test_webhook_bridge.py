@@ -15,7 +15,7 @@ from storage.store import get_store
 from tests.helpers import drain, payload
 from tests.support.processes import start_api
 from tests.support.scenarios import answers_503_while_the_broker_is_locked
-from tracking.models import BridgeType, SessionIdentity
+from tracking.models import BridgeType, EventValidator, SessionIdentity
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -172,4 +172,18 @@ def test_hostile_bodies_get_a_clear_answer_never_a_500(client, webhook, worker_s
 def test_an_event_type_too_long_for_an_event_is_422(client, webhook):
     response = client.post(f"/collect/{'t' * 300}/{webhook.id}", data="{}", content_type="application/json")
     assert response.status_code == 422
-    assert response.json()["errors"][0]["path"] == "$.events[0].type"
+    assert response.json()["errors"][0]["path"] == "{event_type} of the URL"
+
+
+def test_errors_name_the_query_parameter_or_the_bodys_own_path(client, webhook, make_source):
+    response = collect(client, f"/collect/a/{webhook.id}?session_id={'s' * 300}", {})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["path"] == "?session_id"
+    assert response.json()["detail"].startswith("Invalid payload: ?session_id: ")
+    strict = make_source(bridge=BridgeType.WEBHOOK, strict_validation=True)
+    EventValidator.objects.create(
+        event_type="order", schema={"type": "object", "required": ["total"]}, enabled=True, name="order"
+    )
+    response = collect(client, f"/collect/order/{strict.id}", {"sku": "A"})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["path"] == "$", response.json()
