@@ -17,6 +17,7 @@ from tqdm import tqdm
 class LoadResult:
     events: int = 0
     requests: int = 0
+    failed: int = 0  # requests refused or never answered
     seconds: float = 0.0
     statuses: Counter = field(default_factory=Counter)
     first_error: str = ""
@@ -79,9 +80,12 @@ def send_events(
             result.statuses[status] += 1
             if isinstance(status, int) and status < 300:
                 result.events += n
-            elif not result.first_error:
-                result.first_error = f"{status}: {body[:500]}"
-        bar.update(n)
+            else:
+                result.first_error = result.first_error or f"{status}: {body[:500]}"
+                # The bar counts events sent; what was refused or never arrived shows beside it.
+                result.failed += 1
+                bar.set_postfix_str(f"{result.failed} requests failed", refresh=False)
+            bar.update(n)
 
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
