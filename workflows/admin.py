@@ -62,7 +62,13 @@ class VersionInline(admin.TabularInline):
         if version.workflow.published_id == version.pk:
             return "runs now"
         url = reverse("admin:workflows_workflow_rollback", args=[version.workflow_id, version.pk])
-        return format_html('<a class="button" href="{}">Roll back to this version</a>', url)
+        # A POST through the page's own rollback form (workflow_change_form.html): this row
+        # sits inside the change form, where a form of its own cannot be.
+        return format_html(
+            '<button type="submit" class="button" form="rollback-version" formaction="{}">'
+            "Roll back to this version</button>",
+            url,
+        )
 
 
 @admin.register(Workflow)
@@ -163,6 +169,8 @@ class WorkflowAdmin(admin.ModelAdmin):
     def rollback_view(self, request: HttpRequest, pk: int, version: int) -> HttpResponse:
         workflow = get_object_or_404(Workflow, pk=pk)
         target = get_object_or_404(WorkflowVersion, pk=version, workflow=workflow)
+        if request.method != "POST":  # it changes what runs: never on a link or a prefetch
+            return HttpResponseRedirect(self._change_url(pk))
         rollback(workflow=workflow, version=target)
         self.message_user(request, f"Triggers run version {target.number} again; the draft is unchanged.")
         return HttpResponseRedirect(self._change_url(pk))

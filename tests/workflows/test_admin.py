@@ -35,7 +35,13 @@ def test_publish_and_rollback_from_the_admin(admin_client, workflow):
     workflow.refresh_from_db()
     assert workflow.published.number == 2 and workflow.published.graph["nodes"][1]["config"]["tag"] == "whale"
     first = workflow.versions.get(number=1)
-    admin_client.get(f"/admin/workflows/workflow/{workflow.pk}/rollback/{first.pk}/")
+    rollback_url = f"/admin/workflows/workflow/{workflow.pk}/rollback/{first.pk}/"
+    page = admin_client.get(f"/admin/workflows/workflow/{workflow.pk}/change/").content.decode()
+    assert f'form="rollback-version" formaction="{rollback_url}"' in page and 'id="rollback-version"' in page
+    admin_client.get(rollback_url)  # a link or a prefetch changes nothing
+    workflow.refresh_from_db()
+    assert workflow.published.number == 2
+    admin_client.post(rollback_url)
     workflow.refresh_from_db()
     assert workflow.published.number == 1
 
