@@ -129,6 +129,12 @@ def test_gdpr_delete_through_the_api_with_a_staff_token(client, worker_settings)
     assert response.json() == {"profile": profile_id, "deleted": {"profiles": 1, "sessions": 1, "events": 1}}
     assert ProfileTombstone.objects.get(profile_id=profile_id).deleted_by == "ops"
     assert get_store().get("profile", profile_id) is None
+    too_long = client.delete(f"/api/profiles/{'y' * 256}", headers={"Authorization": f"Token {token.key}"})
+    assert (too_long.status_code, too_long.json()) == (
+        400,
+        {"detail": "A profile id has at most 255 characters; this one has 256."},
+    )
+    assert not ProfileTombstone.objects.filter(profile_id="y" * 256).exists()
     nobody = get_user_model().objects.create_user("visitor", password="pw")
     other = Token.objects.create(user=nobody)
     assert client.delete("/api/profiles/x", headers={"Authorization": f"Token {other.key}"}).status_code == 403
