@@ -135,6 +135,13 @@ def test_config_is_checked_against_the_action_schema_with_node_and_path():
     assert any("node 'x' (set_field): config: Additional properties" in p for p in found)
 
 
+def test_a_nodes_schema_errors_do_not_hide_its_other_problems():
+    data = chain({"id": "r", "action": "remote_call", "config": {"url": "ftp://x.test/", "method": "TRACE"}})
+    found = problems(data)
+    assert any(p.startswith("node 'r' (remote_call): config.method: 'TRACE' is not one of") for p in found)
+    assert "node 'r' (remote_call): config.url: 'ftp://x.test/' is not an http(s) URL" in found
+
+
 def test_writing_event_or_payload_is_a_config_error():
     data = chain(
         {"id": "a", "action": "set_field", "config": {"path": "event@properties.x", "value": 1}},

@@ -40,7 +40,7 @@ def test_run_workers_runs_the_cluster_restarts_it_and_stops_it(spawn, receiver, 
     worker_settings("collector", enabled=False)
     supervisor = spawn("run_workers", env=FAST_OUTBOX_ENV)
     match = wait_for(
-        lambda: re.search(r"Started qcluster worker, pid (\d+)", supervisor.output()), timeout=30, message="qcluster"
+        lambda: re.search(r"Started qcluster worker, pid (\d+)", supervisor.output()), timeout=90, message="qcluster"
     )
     pid = int(match.group(1))
     delivery = enqueue_delivery(kind="http", key="supervised-1", request={"url": receiver.url, "body": {}})
@@ -50,12 +50,13 @@ def test_run_workers_runs_the_cluster_restarts_it_and_stops_it(spawn, receiver, 
     wait_for(lambda: f"qcluster worker pid {pid} exited" in supervisor.output(), timeout=60, message="exit seen")
     restarted = wait_for(
         lambda: [p for p in re.findall(r"Started qcluster worker, pid (\d+)", supervisor.output()) if int(p) != pid],
-        timeout=30,
+        timeout=90,
         message="a new cluster",
     )
     new_pid = int(restarted[0])
     assert supervisor.stop() == 0
-    assert not alive(new_pid)
+    # Stopped with the supervisor (a child it did not reap is reaped by init a moment later).
+    wait_for(lambda: not alive(new_pid), timeout=30, message="the cluster stopped")
 
 
 def alive(pid: int) -> bool:

@@ -86,9 +86,16 @@ def _label(index: int, raw: Any) -> str:
 def _config_problems(where: str, spec: ActionSpec, config: dict[str, Any]) -> list[str]:
     validator = Draft202012Validator(spec.config_schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
-    if errors:
-        return [f"{where}: {_json_path('config', e.absolute_path)}: {e.message}" for e in errors]
-    return [f"{where}: {problem}" for problem in spec.check(config)]
+    problems = [f"{where}: {_json_path('config', e.absolute_path)}: {e.message}" for e in errors]
+    try:
+        checked = spec.check(config)
+    except (KeyError, TypeError, AttributeError, ValueError):
+        # The checks read a config of the schema's shape; where the schema failed on what they
+        # read, its errors say what to fix first. Elsewhere they run, so every problem is named.
+        if not problems:
+            raise
+        checked = []
+    return problems + [f"{where}: {problem}" for problem in checked if f"{where}: {problem}" not in problems]
 
 
 def _json_path(prefix: str, parts: Any) -> str:
