@@ -70,6 +70,8 @@ def test_the_import_command_publishes_and_refuses_a_bad_file(source, tmp_path, c
     good.write_text(json.dumps(EXAMPLE))
     call_command("workflow_import", str(good))
     assert "version 1 published" in capsys.readouterr().out
+    call_command("workflow_import", str(good))  # the same graph makes no version
+    assert ": unchanged, version 1, 1 trigger(s)." in capsys.readouterr().out
     bad = copy.deepcopy(EXAMPLE)
     bad["edges"].append({"from": "crm", "to": "tag"})
     (tmp_path / "bad.json").write_text(json.dumps(bad))
