@@ -367,6 +367,17 @@ def test_remote_call_with_headers_and_templates():
     }
 
 
+def test_remote_call_encodes_values_in_its_url_but_takes_a_whole_url_as_it_is():
+    url = "https://crm.test/p/{{event@properties.path}}?q={{event@properties.q}}&n={{event@properties.n}}"
+    data = chain({"id": "call", "action": "remote_call", "config": {"url": url}})
+    properties = {"path": "../admin", "q": "a b&admin=1#x", "n": 5}
+    [delivery] = run(data, context(properties=properties)).deliveries
+    assert delivery.request["url"] == "https://crm.test/p/..%2Fadmin?q=a%20b%26admin%3D1%23x&n=5"
+    data = chain({"id": "call", "action": "remote_call", "config": {"url": "{{event@properties.url}}"}})
+    [delivery] = run(data, context(properties={"url": "https://hooks.test/a?b=c d"})).deliveries
+    assert delivery.request["url"] == "https://hooks.test/a?b=c d"  # the whole URL: as it is
+
+
 def test_remote_call_refuses_a_rendered_url_or_header_that_is_not_safe():
     data = chain({"id": "call", "action": "remote_call", "config": {"url": "{{event@properties.url}}"}})
     assert "is not an http(s) URL" in run(data, context(properties={"url": "file:///etc/passwd"})).error

@@ -25,6 +25,7 @@ from workflows.engine.templates import (
     check_value,
     parse_target,
     render_string,
+    render_url,
     render_value,
 )
 
@@ -313,7 +314,7 @@ def _check_remote_call(config: dict[str, Any]) -> list[str]:
 
 
 def _run_remote_call(ctx: ActionContext, config: dict[str, Any]) -> ActionOutcome:
-    url = _text(ctx, config["url"])
+    url = render_url(config["url"], _sources(ctx))
     if problem := _check_url(url):
         raise ActionFailed(problem)
     headers = {
@@ -560,7 +561,8 @@ def _build() -> dict[str, ActionSpec]:
         _spec(
             "remote_call",
             "Asks the outbox to call a URL after the run (an http delivery request; nothing is sent by the "
-            "engine). Config: url ({{...}} allowed), method (GET, POST, PUT, PATCH, DELETE; default POST), "
+            "engine). Config: url ({{...}} allowed; each value percent-encoded unless it starts the url), "
+            "method (GET, POST, PUT, PATCH, DELETE; default POST), "
             "headers (name -> {{...}} text), body (JSON with references and templates), timeout (seconds, "
             "default 10, at most 60). Port: out.",
             ("out",),

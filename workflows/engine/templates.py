@@ -11,6 +11,7 @@ import json
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from tracking.rules.paths import (
     WORKFLOW_ROOTS,
@@ -65,13 +66,27 @@ def render_string(template: str, sources: dict[str, Any]) -> str:
     """`Hello {{profile@traits.name}}`: each placeholder replaced by its value as text
     (a missing value is empty; numbers, booleans, lists and objects as JSON)."""
 
+    return PLACEHOLDER_RE.sub(lambda match: _placeholder_text(match.group(1), sources), template)
+
+
+def render_url(template: str, sources: dict[str, Any]) -> str:
+    """A URL template: each value percent-encoded, as RFC 6570's `{var}` does (only letters,
+    digits and `-._~` stay), so data cannot add query parameters or path segments (`a b&c`
+    becomes `a%20b%26c`). A placeholder that starts the template is the URL itself, taken
+    as it is."""
+
     def text(match: re.Match[str]) -> str:
-        value = resolve(match.group(1), sources) if is_workflow_reference(match.group(1)) else None
-        if value is None:
-            return ""
-        return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
+        value = _placeholder_text(match.group(1), sources)
+        return value if match.start() == 0 else quote(value, safe="")
 
     return PLACEHOLDER_RE.sub(text, template)
+
+
+def _placeholder_text(expression: str, sources: dict[str, Any]) -> str:
+    value = resolve(expression, sources) if is_workflow_reference(expression) else None
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
 def render_value(value: Any, sources: dict[str, Any]) -> Any:
