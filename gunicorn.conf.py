@@ -15,6 +15,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tracardi_site.settings")
 # events against sync workers. WEB_CONCURRENCY (processes) is read by gunicorn itself.
 worker_class = "gthread"
 threads = int(os.environ.get("WEB_THREADS", "4"))
+# gunicorn's control interface (gunicornc) is not used; its socket is one fixed path per
+# user, which every gunicorn on the host (tests, benchmarks, replicas) would share.
+control_socket_disable = True
 
 
 def on_starting(server: object) -> None:

@@ -57,6 +57,9 @@ def dead_letters_action(request: HttpRequest, topic: str) -> HttpResponseRedirec
     action = request.POST.get("action", "")
     ids = None if action.endswith("-all") else request.POST.getlist("ids")
     back = reverse("console:dead-letters", kwargs={"topic": found.name})
+    if action not in ("replay", "replay-all", "purge", "purge-all"):
+        messages.error(request, f"Unknown action {action!r}.")
+        return redirect(back)
     if ids == []:
         messages.warning(request, "Select dead letters first.")
         return redirect(back)
@@ -65,11 +68,9 @@ def dead_letters_action(request: HttpRequest, topic: str) -> HttpResponseRedirec
         if action.startswith("replay"):
             done = broker.replay_dead_letters(found, ids)
             messages.success(request, f"Replayed {done} dead letter(s) to system/{found.name}.")
-        elif action.startswith("purge"):
+        else:
             done = broker.purge_dead_letters(found, ids)
             messages.success(request, f"Purged {done} dead letter(s).")
-        else:
-            messages.error(request, f"Unknown action {action!r}.")
     except BrokerUnavailable as exc:
         messages.error(request, f"The broker did not answer; nothing may have changed: {exc}")
     return redirect(back)

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponseRedirect
+from django.template.defaultfilters import pluralize
 from django.urls import path, reverse
 from django.utils.html import format_html
 
@@ -78,7 +79,8 @@ class DeliveryAdmin(admin.ModelAdmin):
         count = replay(dead)
         self.message_user(
             request,
-            f"Replayed {count} dead deliveries." + (f" {skipped} not dead, left alone." if skipped else ""),
+            f"Replayed {count} dead deliver{pluralize(count, 'y,ies')}."
+            + (f" {skipped} not dead, left alone." if skipped else ""),
             messages.SUCCESS,
         )
 
@@ -101,7 +103,7 @@ class DeliveryAdmin(admin.ModelAdmin):
             self.message_user(request, "Not allowed.", messages.ERROR)
             return HttpResponseRedirect(changelist)
         count = replay_all_dead()
-        self.message_user(request, f"Replayed all {count} dead deliveries.", messages.SUCCESS)
+        self.message_user(request, f"Replayed all {count} dead deliver{pluralize(count, 'y,ies')}.", messages.SUCCESS)
         return HttpResponseRedirect(changelist)
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> Any:

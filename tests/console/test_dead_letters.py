@@ -110,7 +110,11 @@ def test_purge_all_from_the_console_and_staff_only(admin_client, client, setting
     consumer.close()
     page = admin_client.get("/admin/console/dead-letters/functions/", {"q": "bad schema"}).content.decode()
     assert page.count('class="select-row"') == 3
-    response = admin_client.post("/admin/console/dead-letters/functions/action/", {"action": "purge-all"}, follow=True)
+    action_url = "/admin/console/dead-letters/functions/action/"
+    response = admin_client.post(action_url, {"action": "bogus"}, follow=True)
+    assert "Unknown action &#x27;bogus&#x27;." in response.content.decode()
+    assert len(broker.dead_letters(FUNCTIONS)) == 3
+    response = admin_client.post(action_url, {"action": "purge-all"}, follow=True)
     assert "Purged 3 dead letter(s)." in response.content.decode()
     assert broker.dead_letters(FUNCTIONS) == []
     assert client.get("/admin/console/dead-letters/functions/").status_code == 302  # to the login

@@ -126,7 +126,7 @@ def test_a_receiver_down_past_the_window_is_dead_then_replayed_from_the_admin(re
         {"action": "replay_selected", "_selected_action": [delivery.pk]},
         follow=True,
     )
-    assert "Replayed 1 dead deliveries." in response.content.decode()
+    assert "Replayed 1 dead delivery." in response.content.decode()
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.PENDING and delivery.retry_until > timezone.now()
     delivery = settle(delivery)
