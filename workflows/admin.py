@@ -226,6 +226,10 @@ class WorkflowAdmin(admin.ModelAdmin):
                 else:
                     context["result"] = result
                     context["result_json"] = json.dumps(_result_view(result), indent=2, ensure_ascii=False)
+                    context["would_send"] = [
+                        (d.kind, d.node_id, json.dumps(d.request, indent=2, ensure_ascii=False))
+                        for d in result.deliveries
+                    ]
         return TemplateResponse(request, "admin/workflows/test.html", context)
 
     @staticmethod
@@ -272,16 +276,20 @@ class WorkflowRunAdmin(admin.ModelAdmin):
         "event_type",
         "profile_id",
         "status",
-        "duration_ms",
+        "duration",
     ]
     list_filter = ["status", "workflow", ("started_at", admin.DateFieldListFilter)]
     search_fields = ["profile_id", "event_id", "workflow_name", "error"]
     date_hierarchy = "started_at"
     fields = [
         "run_key", "workflow_name", "version_number", "trigger", "event_id", "event_type", "profile_id", "session_id",
-        "status", "error", "started_at", "duration_ms", "published", "trace_table",
+        "status", "error", "started_at", "duration", "published", "trace_table",
     ]  # fmt: skip
     readonly_fields = fields
+
+    @admin.display(description="duration (ms)", ordering="duration_ms")
+    def duration(self, run: WorkflowRun) -> str:
+        return f"{run.duration_ms:.1f}"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -76,6 +76,7 @@ def test_a_test_run_shows_the_trace_and_what_it_would_send_and_sends_nothing(adm
     ).content.decode()
     assert 'id="test-status">ok<' in page
     assert "would-send" in page and "127.0.0.1:9999/hook" in page and "&quot;total&quot;: 150" in page
+    assert '<pre class="would-send">http from crm: {\n  &quot;method&quot;: &quot;POST&quot;' in page  # JSON
     assert not Delivery.objects.exists() and not WorkflowRun.objects.exists()
 
 
