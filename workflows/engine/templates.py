@@ -65,7 +65,6 @@ def _placeholder(inner: str) -> list[str]:
 def render_string(template: str, sources: dict[str, Any]) -> str:
     """`Hello {{profile@traits.name}}`: each placeholder replaced by its value as text
     (a missing value is empty; numbers, booleans, lists and objects as JSON)."""
-
     return PLACEHOLDER_RE.sub(lambda match: _placeholder_text(match.group(1), sources), template)
 
 
