@@ -243,6 +243,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "tracking.middleware.ProcessTimeMiddleware",
     "tracking.middleware.RequestIdMiddleware",
+    # POST /track is answered here, without the middleware below it (tracking/middleware.py).
+    "tracking.middleware.TrackFastPathMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "tracardi_site.middleware.ContentSecurityPolicyMiddleware",
     # Serves the admin's static files from gunicorn, so the laptop run needs no web server.

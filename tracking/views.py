@@ -40,7 +40,7 @@ ACCEPTED_ENCODINGS = "gzip, deflate"
 CORS_ALLOW_HEADERS = "Content-Type, Authorization, X-Requested-With"
 
 
-def read_body(request: Request) -> bytes:
+def read_body(request: HttpRequest) -> bytes:
     limit = settings.TRACK_MAX_BODY_BYTES
     too_large = TrackError(
         status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
@@ -56,7 +56,7 @@ def read_body(request: Request) -> bytes:
             declared = 0
         if declared > limit:
             raise too_large
-        body = request._request.read(limit + 1)
+        body = request.read(limit + 1)
     if len(body) > limit:
         raise too_large
     return body
@@ -80,7 +80,7 @@ def _read_chunked(meta: dict[str, Any], limit: int) -> bytes:
     return b"".join(parts)
 
 
-def decoded_body(request: Request) -> bytes:
+def decoded_body(request: HttpRequest) -> bytes:
     """The body, decompressed per Content-Encoding; TRACK_MAX_BODY_BYTES bounds it both as sent
     and once decompressed."""
     try:
@@ -177,7 +177,7 @@ def check_bridge(source: selectors.SourceSnapshot | None, bridge: str) -> None:
     )
 
 
-def check_origin(request: Request, source: selectors.SourceSnapshot | None) -> None:
+def check_origin(request: HttpRequest, source: selectors.SourceSnapshot | None) -> None:
     """A source that lists its origins accepts browsers from those only (CORS alone would
     not stop a simple `text/plain` POST from another site), and requests without an
     Origin (servers, apps) as its setting says."""
@@ -191,7 +191,7 @@ def check_origin(request: Request, source: selectors.SourceSnapshot | None) -> N
         raise TrackError(status.HTTP_403_FORBIDDEN, f"Origin {origin} is not allowed by this event source.")
 
 
-def reject_bots(request: Request, source: selectors.SourceSnapshot | None) -> None:
+def reject_bots(request: HttpRequest, source: selectors.SourceSnapshot | None) -> None:
     if source and source.bot_filter == BotFilter.REJECT and parse_user_agent(request.headers.get("User-Agent"))["bot"]:
         raise TrackError(status.HTTP_401_UNAUTHORIZED, "Bot traffic is not accepted by this event source.")
 
@@ -213,7 +213,7 @@ class JsonOnly(BaseContentNegotiation):
         return renderers[0], renderers[0].media_type
 
 
-def request_meta(request: Request) -> services.RequestMeta:
+def request_meta(request: HttpRequest) -> services.RequestMeta:
     return services.RequestMeta(
         ip=request.META.get("REMOTE_ADDR"),
         headers=services.request_headers(request.META),
@@ -231,11 +231,17 @@ class TrackView(APIView):
 
     @track_schema()
     def post(self, request: Request) -> HttpResponse:
+        """Reached only where TrackFastPathMiddleware is not installed: it answers POST /track
+        itself, with the same `handle`."""
+        return self.handle(request._request)
+
+    def handle(self, request: HttpRequest) -> HttpResponse:
         return self.respond(request, lambda: parse_payload(decoded_body(request)))
 
-    def respond(self, request: Request, read_payload: Callable[[], dict[str, Any]]) -> HttpResponse:
+    def respond(self, request: HttpRequest, read_payload: Callable[[], dict[str, Any]]) -> HttpResponse:
         """The one path of every bridge: read, verify the source, validate, accept; the errors
-        and the 503 are answered the same whichever way the payload came."""
+        and the 503 are answered the same whichever way the payload came. Django's request,
+        not DRF's: nothing here needs DRF's, and the fast path has none."""
         started = time.perf_counter()
         status_code, source_id = 500, None  # an unexpected exception: the middleware answers 500
         try:
@@ -246,7 +252,7 @@ class TrackView(APIView):
             telemetry.record_track(status_code, source_id, time.perf_counter() - started)
 
     def process(
-        self, request: Request, read_payload: Callable[[], dict[str, Any]]
+        self, request: HttpRequest, read_payload: Callable[[], dict[str, Any]]
     ) -> tuple[HttpResponse, selectors.SourceSnapshot | None]:
         source = None
         try:
@@ -298,7 +304,9 @@ class TrackView(APIView):
         return response
 
     @staticmethod
-    def with_cors(request: Request, response: HttpResponse, source: selectors.SourceSnapshot | None) -> HttpResponse:
+    def with_cors(
+        request: HttpRequest, response: HttpResponse, source: selectors.SourceSnapshot | None
+    ) -> HttpResponse:
         origin = request.headers.get("Origin")
         if origin and source is not None and source.allows_origin(origin):
             # The origin itself, never "*": a browser sends credentials (sendBeacon always
@@ -334,13 +342,11 @@ class WebhookView(TrackView):
 
     @webhook_schema()
     def post(self, request: Request, event_type: str, source_id: str) -> HttpResponse:  # type: ignore[override]
+        plain = request._request
         return self.respond(
-            request,
+            plain,
             lambda: webhook_payload(
-                parse_json(decoded_body(request)),
-                event_type=event_type,
-                source_id=source_id,
-                query=request.query_params,
+                parse_json(decoded_body(plain)), event_type=event_type, source_id=source_id, query=plain.GET
             ),
         )
 
