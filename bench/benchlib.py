@@ -24,7 +24,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 # gunicorn.conf.py (read from ROOT) runs gthread workers with WEB_THREADS threads each.
-THREADS = f"(gthread, {os.environ.get('WEB_THREADS', '4')} threads per worker)"
+THREADS = f"(gthread, {os.environ.get('WEB_THREADS', '6')} threads per worker)"
 VAR = ROOT / "var"
 SOURCE = "bench-source"
 
