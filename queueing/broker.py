@@ -37,6 +37,9 @@ class ReceivedMessage:
     key: str
     payload: dict[str, Any]
     redelivery_count: int
+    # When it was published, in seconds since the epoch by the publisher's (or the broker's)
+    # clock; 0.0 when unknown. The worker's batch buffer counts a message's wait from here.
+    published_at: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -151,8 +151,10 @@ class WorkerSettings(models.Model):
         validators=[MinValueValidator(1), MaxValueValidator(MAX_BATCH_SIZE)],
         help_text="bulker.maxBatchSize: never more messages than this in one batch.",
     )
-    # A quarter second: at low and half load a batch never fills, so every event waits this
-    # long per stage; at full load batches fill (min_batch_size) long before it.
+    # A quarter second: at low and half load a batch never fills, so an event that reaches an
+    # idle stage waits this long there (counted from its publish: one that queued while the
+    # worker was busy goes in the next batch at once); at full load batches fill
+    # (min_batch_size) long before it.
     max_time_in_buffer = models.FloatField(
         default=0.25,
         validators=[MinValueValidator(0.0), MaxValueValidator(3600.0)],

@@ -66,6 +66,18 @@ def get_worker_settings(worker_type: str) -> WorkerSettings:
     return settings_row
 
 
+def already_waited(batch: Sequence[ReceivedMessage], limit: float) -> float:
+    """How long the oldest message of `batch` has waited since it was published, at most
+    `limit`. Messages that queued while the worker processed its last batch have waited
+    already: they go in the next batch at once, so under a steady load an event waits for
+    max_time_in_buffer only when the stage was idle, not once more after each batch. A
+    publisher's clock ahead of ours counts as no wait; one behind, as at most `limit`."""
+    published = [m.published_at for m in batch if m.published_at]
+    if not published:
+        return 0.0
+    return min(max(time.time() - min(published), 0.0), limit)
+
+
 class Worker:
     worker_type: str
     topic: Topic
@@ -94,12 +106,13 @@ class Worker:
 
     def collect(self) -> list[ReceivedMessage]:
         """Waits for up to max_batch_size messages: until min_batch_size are in, or the first
-        has waited max_time_in_buffer seconds. Returns [] soon when nothing arrives."""
+        has waited max_time_in_buffer seconds since it was published. Returns [] soon when
+        nothing arrives."""
         config = self.config
         batch = self.consumer.receive(max_messages=config.max_batch_size, timeout=IDLE_RECEIVE_SECONDS)
         if not batch:
             return []
-        first_arrived = time.monotonic()
+        first_arrived = time.monotonic() - already_waited(batch, config.max_time_in_buffer)
         while len(batch) < config.min_batch_size and not self.stopping:
             self.keep_alive()  # max_time_in_buffer may be far longer than the hang limit
             remaining = config.max_time_in_buffer - (time.monotonic() - first_arrived)

@@ -44,6 +44,8 @@ from queueing.topics import Topic, partition_for
 from tracardi_site.sqlite.direct import direct_writer
 
 IDLE_POLL_SECONDS = 0.05
+# What a consumer reads of a message row.
+RECEIVED_COLUMNS = ("id", "partition", "key", "payload", "deliveries", "available_at", "published_at")
 REBALANCE_CHECK_SECONDS = 1.0
 # Publishes outside a transaction share one commit with the other threads' (group_commit.py).
 _committer = GroupCommitter(lambda rows: commit_messages(rows))
@@ -353,7 +355,7 @@ class DatabaseConsumer(Consumer):
             head = (
                 QueueMessage.objects.filter(self._scope, partition=partition, id__gt=after)
                 .order_by("id")
-                .only("id", "partition", "key", "payload", "deliveries", "available_at")[: max_messages - len(rows)]
+                .only(*RECEIVED_COLUMNS)[: max_messages - len(rows)]
             )
             for row in head:
                 if row.available_at > now:
@@ -380,6 +382,7 @@ class DatabaseConsumer(Consumer):
                     key=row.key,
                     payload=orjson.loads(row.payload),
                     redelivery_count=row.deliveries,
+                    published_at=row.published_at.timestamp(),
                 )
             )
         return messages

@@ -432,6 +432,7 @@ class PulsarConsumer(Consumer):
                     key=message.partition_key(),
                     payload=payload,
                     redelivery_count=message.redelivery_count(),
+                    published_at=message.publish_timestamp() / 1000,  # the producer's clock, in ms
                 )
             )
         return received

@@ -37,6 +37,7 @@ def backlog(broker, topic=FUNCTIONS) -> dict[str, int]:
 
 
 def test_publish_consume_and_acknowledge_with_exact_backlog_counts(broker):
+    before = time.time()
     broker.publish(keyed("alpha", 3) + keyed("beta", 2))
     entries = broker.backlog(topic=FUNCTIONS)
     assert [e.partition for e in entries] == [FUNCTIONS.partition_url(p) for p in range(4)]
@@ -45,6 +46,8 @@ def test_publish_consume_and_acknowledge_with_exact_backlog_counts(broker):
 
     consumer = broker.subscribe(topic=FUNCTIONS, consumer_name="contract")
     got = receive_all(consumer, 5)
+    # When each was published, which the workers' batch buffer counts waits from (ms precision).
+    assert all(before - 0.01 <= m.published_at <= time.time() for m in got), [m.published_at for m in got]
     assert sorted((m.payload["key"], m.payload["n"]) for m in got) == [
         ("alpha", 0), ("alpha", 1), ("alpha", 2), ("beta", 0), ("beta", 1),
     ]  # fmt: skip

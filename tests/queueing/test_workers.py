@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
+from datetime import timedelta
 
 import pytest
 import requests
+from django.utils import timezone
 
-from queueing.models import WorkerHeartbeat, WorkerSettings
-from queueing.worker import format_duration
+from queueing.broker import ReceivedMessage
+from queueing.models import QueueMessage, WorkerHeartbeat, WorkerSettings
+from queueing.topics import FUNCTIONS
+from queueing.worker import already_waited, format_duration
 from tests.helpers import wait_for
 from tests.support.jobs import publish_event_job
 from tests.support.processes import free_port
@@ -75,10 +80,41 @@ def test_the_bulker_waits_for_min_batch_size_or_max_time_in_buffer(worker_settin
     for _ in range(5):
         publish_event_job()
     assert worker.process_batch() == 4  # capped at max_batch_size
+    assert worker.process_batch() == 1
     started = time.monotonic()
+    publish_event_job()
     assert worker.process_batch() == 1  # below min_batch_size: waits max_time_in_buffer, then goes
     assert time.monotonic() - started >= 0.3
     worker.consumer.close()
+
+
+def test_a_message_that_waited_in_the_queue_is_not_held_for_max_time_in_buffer_again(worker_settings):
+    from storage.workers.background import BackgroundWorker
+
+    worker_settings("background", min_batch_size=100, max_time_in_buffer=3600)
+    worker = BackgroundWorker()
+    publish_event_job()
+    # Published an hour ago, as if it had queued behind a long batch (or a stopped worker).
+    QueueMessage.objects.update(published_at=timezone.now() - timedelta(hours=1))
+    done = []
+    batch = threading.Thread(target=lambda: done.append(worker.process_batch()), daemon=True)
+    batch.start()
+    batch.join(timeout=60)  # the old rule, counting from this receive, would wait an hour
+    assert done == [1]
+    worker.consumer.close()
+
+
+def message(published_at: float) -> ReceivedMessage:
+    return ReceivedMessage(id=1, topic=FUNCTIONS, partition=0, key="k", payload={}, redelivery_count=0,
+                           published_at=published_at)  # fmt: skip
+
+
+def test_already_waited_counts_from_the_oldest_publish_and_is_bounded():
+    now = time.time()
+    assert already_waited([message(now - 0.2), message(now - 0.1)], 1.0) == pytest.approx(0.2, abs=0.05)
+    assert already_waited([message(now - 600)], 0.25) == 0.25  # waited longer than the buffer: go
+    assert already_waited([message(now + 60)], 0.25) == 0.0  # the publisher's clock is ahead
+    assert already_waited([message(0.0)], 0.25) == 0.0  # unknown: counts from the receive
 
 
 def test_the_supervisor_keeps_the_replicas_running_and_restarts_crashed_ones(spawn, worker_settings):
