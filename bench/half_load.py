@@ -40,7 +40,7 @@ Figures:
   an hour). So the halves compare that steady state, not the windows filling.
   `--no-fill` leaves them empty, to watch the warm-up instead.
 
-    .venv/bin/python bench/half_load.py [--minutes 2] [--max-seconds 8] [--queue] [--no-fill] [--stack real]
+    .venv/bin/python bench/half_load.py [--minutes 2] [--max-seconds 8] [--rate N] [--queue] [--no-fill] [--stack real]
 """
 
 from __future__ import annotations
@@ -257,6 +257,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=2.0, help="length of the half-load phase")
     parser.add_argument("--max-seconds", type=float, default=8.0, help="length of the maximum-rate phase")
     parser.add_argument("--share", type=float, default=0.5, help="the load, as a share of the maximum rate")
+    parser.add_argument("--rate", type=float, help="the load in requests/s instead (to compare two builds)")
     parser.add_argument("--probe-interval", type=float, default=0.2, help="seconds between probe requests")
     parser.add_argument("--queue", action="store_true", help="queue mode (the collector worker runs too)")
     parser.add_argument("--no-fill", action="store_true", help="leave the profiles' windows of applied ids empty")
@@ -281,7 +282,7 @@ def main() -> None:
         if not args.no_fill:
             print(f"filled the windows of applied ids of {fill_windows()} profiles (memory in steady state)")
 
-        target = maximum["ok_per_second"] * args.share
+        target = args.rate or maximum["ok_per_second"] * args.share
         cycle_ms = CONNECTIONS * 1000 / target
         delay = cycle_ms * 0.8
         probes = Probes(url, interval=args.probe_interval, queue=args.queue)

@@ -41,6 +41,25 @@ def test_a_document_elasticsearch_refuses_is_reported_by_id_and_the_others_are_s
     assert es_store.get("event", "good-2") and es_store.get("event", "bad") is None
 
 
+def test_a_batch_larger_than_one_bulk_request_reports_every_chunk(es_store):
+    # Three requests of BULK_CHUNK_DOCUMENTS (the last part-full), refused documents in the
+    # first and the last; then documents of the first two again, beside a new one.
+    from storage.backends.elasticsearch import BULK_CHUNK_DOCUMENTS
+
+    bad = {"request": {"ip": {"not": "a keyword"}}}
+    events = [
+        event(f"e{n}") | (bad if n in (5, 2 * BULK_CHUNK_DOCUMENTS + 5) else {})
+        for n in range(2 * BULK_CHUNK_DOCUMENTS + 10)
+    ]
+    result = es_store.save_events(events)
+    assert result.saved == len(events) - 2
+    assert set(result.errors) == {"e5", f"e{2 * BULK_CHUNK_DOCUMENTS + 5}"}
+    again = es_store.save_events([event("e1"), event(f"e{BULK_CHUNK_DOCUMENTS + 1}"), event("new")])
+    assert (again.saved, again.errors) == (3, {})  # stored before: kept as they were (409), not errors
+    es_store.refresh()
+    assert es_store.count("event") == len(events) - 2 + 1
+
+
 def test_the_worker_acknowledges_the_good_messages_and_retries_only_the_refused_one(es_store, worker_settings):
     worker_settings("background", min_batch_size=1, max_time_in_buffer=0)
     broker = DatabaseBroker()
