@@ -75,7 +75,7 @@ UNAVAILABLE_STATUS = {429, *TRANSPORT_RETRY_STATUS}
 # A worker's batch goes in bulk requests of at most this many documents and bytes: the
 # helper holds a request's serialized lines until it is answered, so one request for a
 # whole batch of 10,000 events peaked 36 MiB higher than requests of 1,000, for the same
-# speed (bench/worker_memory.py and drain_ratio.py measure the worker).
+# speed (bench/half_load.py --stack real reports the worker's peak RSS).
 BULK_CHUNK_DOCUMENTS = 1000
 BULK_CHUNK_BYTES = 10 * 1024 * 1024
 
