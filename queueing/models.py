@@ -146,8 +146,10 @@ class WorkerSettings(models.Model):
         validators=[MinValueValidator(1), MaxValueValidator(MAX_BATCH_SIZE)],
         help_text="bulker.minBatchSize: a batch is processed once it has this many messages...",
     )
+    # 500: a background worker's batch of 1,000 10-event jobs peaked above 150 MiB on
+    # Elasticsearch and drained no faster (bench/drain_ratio.py --batch).
     max_batch_size = models.PositiveIntegerField(
-        default=1000,
+        default=500,
         validators=[MinValueValidator(1), MaxValueValidator(MAX_BATCH_SIZE)],
         help_text="bulker.maxBatchSize: never more messages than this in one batch.",
     )

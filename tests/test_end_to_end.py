@@ -92,7 +92,7 @@ def test_200_events_of_one_profile_from_4_clients_and_2_workers_lose_no_update(
 @pytest.mark.parametrize("point", ["after_profiles_saved", "before_ack"])
 def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(live_api, spawn, make_source, worker_settings, point):
     source = make_source()
-    worker_settings("background", enabled=True, min_batch_size=1000, max_time_in_buffer=0.5)
+    worker_settings("background", enabled=True, min_batch_size=1000, max_batch_size=1000, max_time_in_buffer=0.5)
     sessions = [{"id": str(uuid.uuid4())} for _ in range(10)]
     accepted = []
     for i in range(40):
