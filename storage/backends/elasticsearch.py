@@ -89,6 +89,8 @@ def orjson_line(data: Any, default: Callable[[Any], Any]) -> bytes:
 
 
 class StoreJsonSerializer(OrjsonSerializer):
+    """Requests' bodies and each line the bulk helper serializes; answers through orjson."""
+
     def json_dumps(self, data: Any) -> bytes:
         return orjson_line(data, self.default)
 
@@ -303,8 +305,9 @@ class ElasticsearchStore(Store):
             raise StoreUnavailable(f"Elasticsearch did not answer after {self.attempts} attempts: {exc}") from exc
 
     def _bulk(self, actions: list[tuple[dict[str, Any], dict[str, Any] | None]]) -> dict[str, dict[str, Any]]:
-        """Runs bulk actions (action line, document or None) in requests of BULK_CHUNK_DOCUMENTS; returns the failed
-        items by id. The helper retries the items refused with 429."""
+        """Runs bulk actions (action line, document or None) in requests of at most
+        BULK_CHUNK_DOCUMENTS; returns the failed items by id. The helper retries the items
+        refused with 429."""
         failures: dict[str, dict[str, Any]] = {}
         with self._answering():
             for ok, item in streaming_bulk(
