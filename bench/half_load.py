@@ -8,8 +8,9 @@ the collector) on a fresh store, then:
 1. maximum: wrk without pauses (-c16, 10 events per request, default mode or with
    `--queue` queue mode) for --max-seconds: the maximum accepted rate with the workers
    running; then waits until the workers stored all of it;
-2. half load for --minutes: wrk at half that rate (each connection paced by wrk's delay(),
-   re-adjusted every 10 s chunk to the rate measured), plus a probe thread that sends one
+2. half load for --minutes: wrk at half that rate (--share; or at --rate requests/s;
+   each connection paced by wrk's delay(), re-adjusted every 10 s chunk to the rate
+   measured), plus a probe thread that sends one
    1-event request of type `probe` every --probe-interval seconds and a poller that looks
    each probe's event up through the store every 0.1 s, by id (`store.get_event`) and by
    search (`store.get`).
@@ -257,7 +258,9 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=2.0, help="length of the half-load phase")
     parser.add_argument("--max-seconds", type=float, default=8.0, help="length of the maximum-rate phase")
     parser.add_argument("--share", type=float, default=0.5, help="the load, as a share of the maximum rate")
-    parser.add_argument("--rate", type=float, help="the load in requests/s instead (to compare two builds)")
+    parser.add_argument(
+        "--rate", type=float, help="the load in requests/s, instead of --share of the maximum (to compare two builds)"
+    )
     parser.add_argument("--probe-interval", type=float, default=0.2, help="seconds between probe requests")
     parser.add_argument("--queue", action="store_true", help="queue mode (the collector worker runs too)")
     parser.add_argument("--no-fill", action="store_true", help="leave the profiles' windows of applied ids empty")

@@ -71,7 +71,9 @@ def already_waited(batch: Sequence[ReceivedMessage], limit: float) -> float:
     `limit`. Messages that queued while the worker processed its last batch have waited
     already: they go in the next batch at once, so under a steady load an event waits for
     max_time_in_buffer only when the stage was idle, not once more after each batch. A
-    publisher's clock ahead of ours counts as no wait; one behind, as at most `limit`."""
+    publisher's clock ahead of ours counts as no wait; one behind, as at most `limit` (one
+    behind by more than max_time_in_buffer sends every batch at once, below
+    min_batch_size: keep the hosts' clocks in sync, as NTP does)."""
     published = [m.published_at for m in batch if m.published_at]
     if not published:
         return 0.0
@@ -113,7 +115,9 @@ class Worker:
         if not batch:
             return []
         first_arrived = time.monotonic() - already_waited(batch, config.max_time_in_buffer)
-        while len(batch) < config.min_batch_size and not self.stopping:
+        # The form refuses a minimum above the maximum; a row written around it must not spin.
+        minimum = min(config.min_batch_size, config.max_batch_size)
+        while len(batch) < minimum and not self.stopping:
             self.keep_alive()  # max_time_in_buffer may be far longer than the hang limit
             remaining = config.max_time_in_buffer - (time.monotonic() - first_arrived)
             if remaining <= 0:

@@ -14,6 +14,7 @@
 - Bulk writes report per document.
 - Requests and answers are (de)serialized with orjson (`SERIALIZERS`): the client's default,
   the standard library's json, took about 40 % of the background worker's CPU at half load.
+  A document orjson refuses goes the standard library's way.
 - One retry policy, the client's: its transport retries connection errors, timeouts and
   502/503/504 answers (`max_retries`), its bulk helper retries the documents refused with
   429 with a growing delay (`streaming_bulk`'s `max_retries`, `initial_backoff`). What
@@ -34,7 +35,7 @@ from typing import Any
 import orjson
 from django.conf import settings
 from django.utils import timezone
-from elasticsearch import ApiError, Elasticsearch, NotFoundError, TransportError
+from elasticsearch import ApiError, Elasticsearch, NotFoundError, SerializationError, TransportError
 from elasticsearch.dsl import (
     Boolean,
     Date,
@@ -47,7 +48,7 @@ from elasticsearch.dsl import (
     Object,
 )
 from elasticsearch.helpers import streaming_bulk
-from elasticsearch.serializer import NdjsonSerializer, OrjsonSerializer
+from elasticsearch.serializer import JsonSerializer, OrjsonSerializer
 
 from storage.documents import Applied, FailedOperation, apply_changes, group_by_profile, merge_session, new_profile
 from storage.jobs import ProfileChange, SessionChange
@@ -89,25 +90,19 @@ def orjson_line(data: Any, default: Callable[[Any], Any]) -> bytes:
 
 
 class StoreJsonSerializer(OrjsonSerializer):
-    """Requests' bodies and each line the bulk helper serializes; answers through orjson."""
+    """Request bodies and each line the bulk helper serializes, and every answer, through
+    orjson. The bulk body's NDJSON serializer only joins those lines."""
 
     def json_dumps(self, data: Any) -> bytes:
-        return orjson_line(data, self.default)
+        try:
+            return orjson_line(data, self.default)
+        except orjson.JSONEncodeError:
+            # What JSON carries and orjson refuses: an integer beyond 64 bits (a profile's
+            # increments can make one), a lone surrogate. The client's standard-library way.
+            return JsonSerializer.json_dumps(self, data)
 
 
-class StoreNdjsonSerializer(NdjsonSerializer):
-    """The bulk API's newline-delimited JSON through orjson too (the client ships an orjson
-    serializer for JSON only). What the store writes came through orjson already (the API's
-    parse, the broker's messages), so its stricter rules reject nothing new."""
-
-    def json_dumps(self, data: Any) -> bytes:
-        return orjson_line(data, self.default)
-
-    def json_loads(self, data: bytes) -> Any:
-        return orjson.loads(data)
-
-
-SERIALIZERS = {"application/json": StoreJsonSerializer(), "application/x-ndjson": StoreNdjsonSerializer()}
+SERIALIZERS = {"application/json": StoreJsonSerializer()}
 # Read-modify-write rounds when another writer changed the document in between (409).
 CONFLICT_ROUNDS = 6
 FILTER_FIELDS = {"profile_id": "profile.id", "session_id": "session.id", "source_id": "source.id", "type": "type"}
@@ -299,6 +294,8 @@ class ElasticsearchStore(Store):
         other errors (a refused request, a bad mapping) surface as they are."""
         try:
             yield
+        except SerializationError:
+            raise  # a document JSON cannot carry is no outage: the worker isolates its message
         except (TransportError, ApiError) as exc:  # TransportError: connection refused, reset, timed out
             if isinstance(exc, ApiError) and exc.meta.status not in UNAVAILABLE_STATUS:
                 raise

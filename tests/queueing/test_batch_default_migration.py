@@ -20,9 +20,16 @@ def migrate(targets: list[tuple[str, str]]):
 
 
 def test_rows_at_the_old_default_take_500_and_chosen_values_stay():
-    old = migrate(BEFORE).get_model("queueing", "WorkerSettings")
-    old.objects.update_or_create(worker_type="background", defaults={"max_batch_size": 1000})
-    old.objects.update_or_create(worker_type="workflow", defaults={"max_batch_size": 200})
-    new = migrate(AFTER).get_model("queueing", "WorkerSettings")
-    sizes = dict(new.objects.values_list("worker_type", "max_batch_size"))
-    assert (sizes["background"], sizes["workflow"]) == (500, 200)
+    try:
+        old = migrate(BEFORE).get_model("queueing", "WorkerSettings")
+        old.objects.update_or_create(worker_type="background", defaults={"max_batch_size": 1000})
+        old.objects.update_or_create(worker_type="collector", defaults={"max_batch_size": 1000, "min_batch_size": 800})
+        old.objects.update_or_create(worker_type="workflow", defaults={"max_batch_size": 200})
+        new = migrate(AFTER).get_model("queueing", "WorkerSettings")
+        rows = new.objects.values_list("worker_type", "min_batch_size", "max_batch_size")
+        sizes = {worker_type: (low, high) for worker_type, low, high in rows}
+        assert sizes["background"][1] == 500
+        assert sizes["collector"] == (500, 500)  # a minimum above the new maximum comes down to it
+        assert sizes["workflow"][1] == 200
+    finally:
+        migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())  # the latest, for the tests after

@@ -99,9 +99,13 @@ def test_a_message_that_waited_in_the_queue_is_not_held_for_max_time_in_buffer_a
     done = []
     batch = threading.Thread(target=lambda: done.append(worker.process_batch()), daemon=True)
     batch.start()
-    batch.join(timeout=60)  # the old rule, counting from this receive, would wait an hour
-    assert done == [1]
-    worker.consumer.close()
+    try:
+        batch.join(timeout=60)  # the old rule, counting from this receive, would wait an hour
+        assert done == [1]
+    finally:
+        worker.stopping = True  # ends a wait that should not have been
+        batch.join(timeout=10)
+        worker.consumer.close()
 
 
 def message(published_at: float) -> ReceivedMessage:
@@ -109,9 +113,10 @@ def message(published_at: float) -> ReceivedMessage:
                            published_at=published_at)  # fmt: skip
 
 
-def test_already_waited_counts_from_the_oldest_publish_and_is_bounded():
-    now = time.time()
-    assert already_waited([message(now - 0.2), message(now - 0.1)], 1.0) == pytest.approx(0.2, abs=0.05)
+def test_already_waited_counts_from_the_oldest_publish_and_is_bounded(monkeypatch):
+    now = 1_800_000_000.0
+    monkeypatch.setattr("queueing.worker.time.time", lambda: now)
+    assert already_waited([message(now - 0.2), message(now - 0.1)], 1.0) == pytest.approx(0.2)
     assert already_waited([message(now - 600)], 0.25) == 0.25  # waited longer than the buffer: go
     assert already_waited([message(now + 60)], 0.25) == 0.0  # the publisher's clock is ahead
     assert already_waited([message(0.0)], 0.25) == 0.0  # unknown: counts from the receive

@@ -60,6 +60,13 @@ def test_a_batch_larger_than_one_bulk_request_reports_every_chunk(es_store):
     assert es_store.count("event") == len(events) - 2 + 1
 
 
+def test_a_document_json_cannot_carry_is_an_error_of_its_own_not_an_outage(es_store):
+    from elasticsearch import SerializationError
+
+    with pytest.raises(SerializationError):  # not StoreUnavailable: the worker isolates the message
+        es_store.save_events([event("odd") | {"properties": {"value": object()}}])
+
+
 def test_the_worker_acknowledges_the_good_messages_and_retries_only_the_refused_one(es_store, worker_settings):
     worker_settings("background", min_batch_size=1, max_time_in_buffer=0)
     broker = DatabaseBroker()

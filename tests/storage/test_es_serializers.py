@@ -1,4 +1,4 @@
-"""The Elasticsearch store's orjson serializers: the same JSON as orjson, each line its own size."""
+"""The Elasticsearch store's orjson serializer: orjson's JSON, and the standard library's where orjson refuses."""
 
 from __future__ import annotations
 
@@ -24,9 +24,8 @@ def test_json_lines_are_orjsons_output_and_the_clients_types_still_serialize():
     assert serializer.loads(b'{"a": [1, 2]}') == {"a": [1, 2]}
 
 
-def test_ndjson_bodies_end_each_line_with_a_newline_and_parse_back():
-    serializer = SERIALIZERS["application/x-ndjson"]
-    lines = [{"create": {"_index": "i", "_id": "1"}}, {"id": "1"}, b'{"delete":{"_id":"2"}}']
-    body = serializer.dumps(lines)
-    assert body == b'{"create":{"_index":"i","_id":"1"}}\n{"id":"1"}\n{"delete":{"_id":"2"}}\n'
-    assert serializer.loads(body) == [{"create": {"_index": "i", "_id": "1"}}, {"id": "1"}, {"delete": {"_id": "2"}}]
+def test_what_orjson_refuses_goes_the_standard_librarys_way():
+    # A profile's increments can pass 64 bits; orjson refuses such an integer, JSON does not.
+    serializer = SERIALIZERS["application/json"]
+    assert serializer.dumps({"spent": 2**70}) == b'{"spent":1180591620717411303424}'
+    assert json.loads(serializer.dumps({"text": "a\ud800b"})) == {"text": "a\ud800b"}
