@@ -88,6 +88,20 @@ def test_the_bulker_waits_for_min_batch_size_or_max_time_in_buffer(worker_settin
     worker.consumer.close()
 
 
+def batch_within_a_minute(worker) -> list[int]:
+    """Runs one process_batch, with max_time_in_buffer an hour: [its count] if it returned
+    within a minute, [] if it waited (then stopped, so the test ends)."""
+    done: list[int] = []
+    batch = threading.Thread(target=lambda: done.append(worker.process_batch()), daemon=True)
+    batch.start()
+    batch.join(timeout=60)
+    within = list(done)
+    worker.stopping = True  # ends a wait that should not have been
+    batch.join(timeout=10)
+    worker.consumer.close()
+    return within
+
+
 def test_a_message_that_waited_in_the_queue_is_not_held_for_max_time_in_buffer_again(worker_settings):
     from storage.workers.background import BackgroundWorker
 
@@ -96,16 +110,18 @@ def test_a_message_that_waited_in_the_queue_is_not_held_for_max_time_in_buffer_a
     publish_event_job()
     # Published an hour ago, as if it had queued behind a long batch (or a stopped worker).
     QueueMessage.objects.update(published_at=timezone.now() - timedelta(hours=1))
-    done = []
-    batch = threading.Thread(target=lambda: done.append(worker.process_batch()), daemon=True)
-    batch.start()
-    try:
-        batch.join(timeout=60)  # the old rule, counting from this receive, would wait an hour
-        assert done == [1]
-    finally:
-        worker.stopping = True  # ends a wait that should not have been
-        batch.join(timeout=10)
-        worker.consumer.close()
+    assert batch_within_a_minute(worker) == [1]  # counted from this receive, it would wait an hour
+
+
+def test_a_minimum_above_the_maximum_waits_for_a_full_batch_only(worker_settings):
+    from storage.workers.background import BackgroundWorker
+
+    # The form refuses this; a row written around it must not wait for more than a batch holds.
+    worker_settings("background", min_batch_size=1000, max_batch_size=3, max_time_in_buffer=3600)
+    worker = BackgroundWorker()
+    for _ in range(3):
+        publish_event_job()
+    assert batch_within_a_minute(worker) == [3]
 
 
 def message(published_at: float) -> ReceivedMessage:
