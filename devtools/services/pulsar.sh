@@ -27,8 +27,11 @@ start() {
   sed -e "s#@DATA@#$DIR/data#g" -e "s#@BROKER_PORT@#$BROKER_PORT#g" -e "s#@WEB_PORT@#$WEB_PORT#g" \
     "$HERE/standalone.conf.in" >"$DIR/standalone.conf"
   # The --add-opens flags and -D properties are the ones Pulsar's own launch script uses.
+  # A 512 MiB heap: with 256 MiB the old generation stayed above 80 % full under load and a
+  # full GC ran every few seconds; publishing 20,000 messages cost the JVM 363-524 us of CPU
+  # per message against 177-203 us with 512 MiB (this machine, 6 publishing threads).
   # shellcheck disable=SC2086
-  $JAVA ${PULSAR_HEAP:--Xms64m -Xmx256m -XX:MaxDirectMemorySize=256m} -XX:+UseSerialGC -XX:+ExitOnOutOfMemoryError \
+  $JAVA ${PULSAR_HEAP:--Xms512m -Xmx512m -XX:MaxDirectMemorySize=256m} -XX:+UseSerialGC -XX:+ExitOnOutOfMemoryError \
     --add-opens java.base/java.io=ALL-UNNAMED --add-opens java.base/java.util.zip=ALL-UNNAMED \
     --add-opens java.base/java.nio=ALL-UNNAMED --add-opens java.base/jdk.internal.misc=ALL-UNNAMED \
     --add-opens java.base/sun.net=ALL-UNNAMED --add-opens java.management/sun.management=ALL-UNNAMED \
