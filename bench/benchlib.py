@@ -131,8 +131,9 @@ def init_store(**workers: int) -> None:
 
 def drop_tenant() -> None:
     """Deletes this run's Pulsar tenant (its topics and ledgers), Elasticsearch indices and
-    MySQL database when the script exits. Every run makes a new tenant; left behind, they grew a development
-    Pulsar's data to 2.8 GB, and it took 20 % fewer requests/s (README, Benchmarks)."""
+    MySQL database when the script exits. Every run makes a new tenant; left behind, they
+    grew a development Pulsar's data to 2.8 GB, and it took 20 % fewer requests/s (README,
+    Benchmarks)."""
     from django.conf import settings
 
     from queueing.broker import get_broker
