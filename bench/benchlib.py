@@ -59,9 +59,8 @@ def prepare(name: str, stack: str) -> Path:
     """Points this process (and what it starts) at a fresh store: embedded, a new SQLite
     database under var/<name>/; real, the real servers and a new TENANT (its Pulsar topics and
     Elasticsearch indices start empty, and are deleted at exit) and a new MySQL database of
-    the same name (its worker settings are the defaults: they are not per tenant, and a
-    development database's leftovers, a background minimum of 500 messages and a 5 s buffer,
-    once made every half-load batch wait 3 s for 500 messages). Migrates, creates the event
+    the same name, also dropped at exit (worker settings are not per tenant: a development
+    database's would apply; README, Benchmarks). Migrates, creates the event
     source, sets Django up. Returns the directory for logs."""
     directory = VAR / name
     shutil.rmtree(directory, ignore_errors=True)
@@ -74,11 +73,18 @@ def prepare(name: str, stack: str) -> Path:
     else:
         os.environ.update(embedded_stack(directory))
     os.environ["TENANT"] = f"{name.replace('-', '')}{int(time.time())}"
-    if stack == "real":
-        os.environ["DATABASE_URL"] = fresh_mysql_database(os.environ["DATABASE_URL"], os.environ["TENANT"])
-    init_store()
-    if stack == "real":
-        atexit.register(drop_tenant)
+    if stack != "real":
+        init_store()
+        return directory
+    os.environ["DATABASE_URL"] = fresh_mysql_database(os.environ["DATABASE_URL"], os.environ["TENANT"])
+    try:
+        init_store()
+    except BaseException:
+        drop_database(os.environ["TENANT"])
+        raise
+    # After init_store: registered before it, it ran after exit handlers registered during
+    # the set-up, and its Elasticsearch request then waited forever for a pooled connection.
+    atexit.register(drop_tenant)
     return directory
 
 
@@ -88,10 +94,10 @@ def fresh_mysql_database(url: str, name: str) -> str:
     import MySQLdb
 
     parts = urlsplit(url)
-    if parts.scheme != "mysql":
+    if parts.scheme not in ("mysql", "mysql2"):
         raise SystemExit(f"bench: --stack real runs on MySQL; DATABASE_URL is {parts.scheme}")
     server = MySQLdb.connect(
-        host=parts.hostname or "127.0.0.1",
+        host=unquote(parts.hostname or "127.0.0.1"),
         port=parts.port or 3306,
         user=unquote(parts.username or ""),
         password=unquote(parts.password or ""),
@@ -150,11 +156,23 @@ def drop_tenant() -> None:
             es = get_store().es.options(ignore_status=404)  # a run that wrote nothing made none
             es.indices.delete(index=f"{tenant}.*", ignore_unavailable=True, allow_no_indices=True)
             es.indices.delete_index_template(name=f"{tenant}.*")
-        from django.db import connection
-
-        connection.cursor().execute(f"DROP DATABASE IF EXISTS `{connection.settings_dict['NAME']}`")
     except Exception as exc:  # a failed cleanup must not hide the figures already printed
         print(f"bench: could not delete tenant {tenant}: {exc}", file=sys.stderr)
+    drop_database(tenant)
+
+
+def drop_database(name: str) -> None:
+    """Drops the MySQL database prepare() made for this run, and only that one: Django must be
+    on it (a script that set Django up before prepare() would still be on another)."""
+    try:
+        from django.db import connection
+
+        if connection.vendor != "mysql" or connection.settings_dict["NAME"] != name:
+            print(f"bench: not dropping database {connection.settings_dict['NAME']}: not this run's", file=sys.stderr)
+            return
+        connection.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
+    except Exception as exc:  # Django not set up, the server gone: say so, keep the figures
+        print(f"bench: could not drop database {name}: {exc}", file=sys.stderr)
 
 
 def describe_stack() -> str:

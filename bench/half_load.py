@@ -48,11 +48,13 @@ from __future__ import annotations
 
 import argparse
 import math
+import subprocess
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 
 import requests
 from benchlib import (
@@ -253,6 +255,25 @@ class Memory:
         return worst
 
 
+def wait_for_workers(log: Path, workers: subprocess.Popen, *, queue: bool) -> None:
+    """Until run_workers' log shows every worker started: the workers this benchmark enables
+    (queueing.models.DEFAULT_ENABLED and set_workers) and the outbox cluster when it runs."""
+    from django.conf import settings
+
+    expected = ["Worker background started", "Worker workflow started"]
+    if queue:
+        expected.append("Worker collector started")
+    if settings.OUTBOX_RUN_CLUSTER:
+        expected.append("] running.")  # django-q: "Q Cluster <name> [<tenant>] running."
+    wait_until(
+        lambda: workers.poll() is not None or all(line in log.read_text(errors="replace") for line in expected),
+        timeout=120,
+        what=f"the workers to start (see {log})",
+    )
+    if workers.poll() is not None:
+        raise SystemExit(f"bench: run_workers exited; see {log}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=2.0, help="length of the half-load phase")
@@ -275,13 +296,8 @@ def main() -> None:
     mode = "queue" if args.queue else "default"
     try:
         # The maximum phase must not overlap the workers' start-up (Django, the broker's
-        # subscriptions, the store's client): on the real stack that took about 6 s and once
-        # cut the maximum measured to a third.
-        log = directory / "workers.log"
-        expected = ["Worker background started", "Worker workflow started", "] running."]  # the last: the outbox
-        if args.queue:
-            expected.append("Worker collector started")
-        wait_until(lambda: all(line in log.read_text() for line in expected), timeout=120, what="the workers to start")
+        # subscriptions, the store's client), which took about 6 s on the real stack.
+        wait_for_workers(directory / "workers.log", workers, queue=args.queue)
         print(f"machine: {describe_stack()}; gunicorn {args.gunicorn} {THREADS}; {mode} mode, {PER_REQUEST} events "
               f"per request; half load for {args.minutes:g} min")  # fmt: skip
         maximum = run_wrk(url, seconds=args.max_seconds, per_request=PER_REQUEST, queue=args.queue)
