@@ -261,18 +261,18 @@ def _answers(url: str) -> bool:
         return False
 
 
-def start_worker(worker_type: str, log: Path) -> subprocess.Popen:
-    """`manage.py run_worker <type>`; returns once it logged that it started (subscribed)."""
-    worker = start([sys.executable, "manage.py", "run_worker", worker_type], log)
+def wait_for_log_lines(process: subprocess.Popen, log: Path, lines: Sequence[str], *, what: str) -> float:
+    """Until `log` holds every one of `lines` (a worker's "started (pid"): returns the
+    time.perf_counter() at which it did. Stops at once if `process` exits meanwhile."""
     wait_until(
-        lambda: "started (pid" in log.read_text(errors="replace") or worker.poll() is not None,
+        lambda: process.poll() is not None or all(line in log.read_text(errors="replace") for line in lines),
         timeout=120,
-        what=f"the {worker_type} worker to start (see {log})",
+        what=f"{what} (see {log})",
         interval=0.01,
     )
-    if worker.poll() is not None:
-        raise SystemExit(f"bench: the {worker_type} worker exited; see {log}")
-    return worker
+    if process.poll() is not None:
+        raise SystemExit(f"bench: {what}: the process exited; see {log}")
+    return time.perf_counter()
 
 
 def wait_until(done: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.2) -> float:

@@ -74,6 +74,7 @@ from benchlib import (
     start,
     start_web,
     stop,
+    wait_for_log_lines,
     wait_until,
 )
 
@@ -265,13 +266,7 @@ def wait_for_workers(log: Path, workers: subprocess.Popen, *, queue: bool) -> No
         expected.append("Worker collector started")
     if settings.OUTBOX_RUN_CLUSTER:
         expected.append("] running.")  # django-q: "Q Cluster <name> [<tenant>] running."
-    wait_until(
-        lambda: workers.poll() is not None or all(line in log.read_text(errors="replace") for line in expected),
-        timeout=120,
-        what=f"the workers to start (see {log})",
-    )
-    if workers.poll() is not None:
-        raise SystemExit(f"bench: run_workers exited; see {log}")
+    wait_for_log_lines(workers, log, expected, what="the workers to start")
 
 
 def main() -> None:
