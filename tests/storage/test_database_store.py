@@ -6,10 +6,11 @@ import pytest
 from django.db import IntegrityError
 from django.utils import timezone
 
-from storage.backends.database import PROFILES_PER_WRITE, DatabaseStore, insert_rows, update_rows
+from storage.backends.database import DatabaseStore, insert_rows, update_rows
 from storage.documents import Applied, new_profile
 from storage.jobs import ProfileChange, ProfileOperation
 from storage.models import EventRecord, ProfileRecord, SessionRecord
+from storage.store import PROFILES_PER_WRITE
 
 pytestmark = pytest.mark.django_db
 

@@ -10,8 +10,8 @@ from queueing.backends.database import DatabaseBroker
 from queueing.broker import OutgoingMessage
 from queueing.models import QueueMessage
 from queueing.topics import FUNCTIONS
-from storage.jobs import StorageJob
-from storage.store import StoreUnavailable
+from storage.jobs import ProfileChange, ProfileOperation, StorageJob
+from storage.store import PROFILES_PER_WRITE, StoreUnavailable
 from storage.workers.background import BackgroundWorker
 from tests.helpers import wait_for
 from tests.support.processes import free_port
@@ -58,6 +58,18 @@ def test_a_batch_larger_than_one_bulk_request_reports_every_chunk(es_store):
     assert (again.saved, again.errors) == (3, {})  # stored before: kept as they were (409), not errors
     es_store.refresh()
     assert es_store.count("event") == len(events) - 2 + 1
+
+
+def test_a_batch_of_more_profiles_than_one_round_is_read_and_written_round_by_round(es_store, monkeypatch):
+    count = PROFILES_PER_WRITE + 5
+    changes = [ProfileChange(f"p{n}", f"j{n}", [ProfileOperation("increment", "stats.x", 1)]) for n in range(count)]
+    read = []  # ids per mget: a spy on the client, the requests still reach Elasticsearch
+    mget = es_store.es.mget
+    monkeypatch.setattr(es_store.es, "mget", lambda **kwargs: read.append(len(kwargs["ids"])) or mget(**kwargs))
+    assert es_store.apply_profile_changes(changes).saved == count
+    assert read == [PROFILES_PER_WRITE, 5]
+    assert es_store.apply_profile_changes(changes).saved == 0  # redelivered: every round skips its jobs
+    assert {es_store.get("profile", f"p{n}")["stats"]["x"] for n in range(count)} == {1}
 
 
 def test_a_document_json_cannot_carry_is_an_error_of_its_own_not_an_outage(es_store):
