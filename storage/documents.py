@@ -183,24 +183,37 @@ class AppliedChanges:
     changed: bool = False
 
 
-# A remembered id is kept as a 120-bit BLAKE2b digest in base64: 15 bytes are exactly 20
-# characters, so a window is one ASCII string of 20-character slots. A profile with both
-# windows full then holds two strings of 20,000 characters instead of 2,000 str objects
-# (about 40 KiB of JSON instead of 78 KiB), and the worker decodes, searches and rewrites two
-# strings per profile instead of building lists and sets of 2,000 ids per batch: with full
-# windows that was most of a batch's memory (bench/worker_memory.py). 120 bits are as unique
-# as the ids themselves (uuid4 and uuid5 ids carry 122): a false "already applied" needs two
-# ids among a profile's last thousand to share a digest, odds about 1e-33 per id checked.
-DIGEST_BYTES = 15
-SLOT = 20  # base64 characters per digest, no padding
+# A remembered id is kept as a 72-bit digest in base64: the first 9 bytes of its 120-bit
+# BLAKE2b digest, exactly 12 characters, so a window is one ASCII string of 12-character
+# slots. A profile with both windows full holds two strings of 12,000 characters: about
+# 24 KiB of JSON, against 40 KiB with the whole 120-bit digests stored until 2026-11-30 and
+# 78 KiB with the ids themselves. Each batch reads and rewrites every profile it touches,
+# so the windows were most of the bytes the background worker and Elasticsearch moved: a
+# 500-message batch on Elasticsearch took 0.68 s with full windows, 0.40 s with empty ones.
+# 72 bits are still far more than a window needs: a false "already applied" takes a new
+# id whose digest equals one of the profile's last 1,000, odds about 2e-19 per id checked.
+DIGEST_BYTES = 9
+SLOT = 12  # base64 characters per digest, no padding
 # The packed form is stored as a list holding one string with this prefix, so a store reads
-# both forms from the same list field: a list of ids (written before the packed form; the
-# next write converts it) or one packed string. No id the platform issues starts with it.
-PACKED_PREFIX = "blake2b-120:"
+# every form from the same list field: a list of ids (written before the packed form), one
+# string of 120-bit digests (OLD_PACKED_PREFIX) or one of 72-bit digests; the next write
+# stores the last. No id the platform issues starts with either prefix.
+PACKED_PREFIX = "blake2b-72:"
+OLD_PACKED_PREFIX, OLD_SLOT = "blake2b-120:", 20
 
 
 def _digest(value: str) -> str:
-    return base64.b64encode(hashlib.blake2b(value.encode(), digest_size=DIGEST_BYTES).digest()).decode("ascii")
+    digest = hashlib.blake2b(value.encode(), digest_size=15).digest()[:DIGEST_BYTES]
+    return base64.b64encode(digest).decode("ascii")
+
+
+def _unpack(packed: str, slot: int) -> str:
+    if len(packed) % slot:
+        raise ValueError(f"a packed window of {len(packed)} characters is not whole {slot}-character slots")
+    if slot == SLOT:
+        return packed
+    # A 120-bit digest's first 12 base64 characters are its first 9 bytes: the 72-bit digest.
+    return "".join(packed[start : start + SLOT] for start in range(0, len(packed), slot))
 
 
 @dataclass(frozen=True)
@@ -211,14 +224,13 @@ class Window:
 
     @classmethod
     def read(cls, stored: Sequence[str] | None) -> Window:
-        """From a stored list: one packed string, or ids (the form stored before)."""
+        """From a stored list: one packed string (72-bit or 120-bit digests), or ids."""
         if not stored:
             return cls()
-        if len(stored) == 1 and isinstance(stored[0], str) and stored[0].startswith(PACKED_PREFIX):
-            packed = stored[0][len(PACKED_PREFIX) :]
-            if len(packed) % SLOT:
-                raise ValueError(f"a packed window of {len(packed)} characters is not whole {SLOT}-character slots")
-            return cls(packed)
+        if len(stored) == 1 and isinstance(stored[0], str):
+            for prefix, slot in ((PACKED_PREFIX, SLOT), (OLD_PACKED_PREFIX, OLD_SLOT)):
+                if stored[0].startswith(prefix):
+                    return cls(_unpack(stored[0][len(prefix) :], slot))
         return cls("".join(_digest(str(value)) for value in stored))
 
     def stored(self) -> list[str]:

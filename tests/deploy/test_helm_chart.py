@@ -128,6 +128,18 @@ def test_deployments_carry_the_values(values_files: tuple[Path, ...]) -> None:
             assert container["envFrom"] == [{"secretRef": {"name": "tracardi-env"}}]
 
 
+def test_background_workers_are_replaced_all_at_once_and_the_others_roll() -> None:
+    # Only the background worker writes the windows of applied ids (README, Helm chart).
+    strategies = {
+        component: deployment["spec"].get("strategy", {}).get("type", "RollingUpdate")
+        for component, deployment in by_kind_and_component(
+            render("--set", "worker.collector.enabled=true"), "Deployment"
+        ).items()
+    }
+    assert strategies.pop("worker-background") == "Recreate"
+    assert set(strategies.values()) == {"RollingUpdate"} and "worker-collector" in strategies
+
+
 def test_collector_is_off_by_default_and_a_disabled_worker_has_no_deployment() -> None:
     components = set(by_kind_and_component(render(), "Deployment"))
     assert components == {"api", "worker-background", "worker-workflow", "outbox"}

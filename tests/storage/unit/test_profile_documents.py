@@ -3,13 +3,17 @@ alone, idempotence by job id and by event id, the remembered windows. Pure funct
 
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
 
 import pytest
 
 from storage.documents import (
     APPLIED_EVENTS_KEPT,
     APPLIED_JOBS_KEPT,
+    OLD_PACKED_PREFIX,
+    OLD_SLOT,
     PACKED_PREFIX,
     SLOT,
     Applied,
@@ -418,6 +422,23 @@ def test_applied_of_reads_the_packed_form_the_lists_of_ids_stored_before_or_noth
     assert "j1" in packed.job_window and "e2" in packed.event_window and "e3" not in packed.event_window
     with pytest.raises(ValueError):
         Applied.of([PACKED_PREFIX + "x" * (SLOT + 1)], None)  # not whole slots: damaged, never guessed at
+
+
+def test_a_window_of_120_bit_digests_stored_before_reads_as_the_same_ids():
+    # The form written until 2026-11-30: each id's whole 120-bit BLAKE2b digest in base64.
+    def old_form(ids):
+        digests = (base64.b64encode(hashlib.blake2b(i.encode(), digest_size=15).digest()).decode() for i in ids)
+        return [OLD_PACKED_PREFIX + "".join(digests)]
+
+    jobs = [f"00000000-0000-4000-8000-{n:012d}" for n in range(APPLIED_JOBS_KEPT)]
+    before = Applied.of(old_form(jobs), old_form(["e1", "e2"]))
+    assert before == Applied.of(jobs, ["e1", "e2"])  # converted exactly, nothing forgotten
+    assert jobs[0] in before.job_window and "e2" in before.event_window and "e3" not in before.event_window
+    assert before.jobs[0].startswith(PACKED_PREFIX) and len(before.jobs[0]) == len(PACKED_PREFIX) + SLOT * len(jobs)
+    redelivered = apply_changes({}, before, [change(jobs[-1], op("increment", "stats.x", 1))], now=NOW)
+    assert not redelivered.changed
+    with pytest.raises(ValueError):
+        Applied.of([OLD_PACKED_PREFIX + "x" * (OLD_SLOT + 1)], None)
 
 
 def test_a_profile_stored_with_lists_of_ids_skips_its_applied_jobs_and_events():
