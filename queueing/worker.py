@@ -62,9 +62,11 @@ def invoked(func: Callable[P, R]) -> Callable[P, R]:
 
 def _malloc_trim() -> Callable[[int], int] | None:
     try:
-        return ctypes.CDLL(None).malloc_trim  # glibc, which the interpreter is linked against
-    except (OSError, AttributeError):  # another C library (musl, macOS) has no malloc_trim
+        trim = ctypes.CDLL(None).malloc_trim  # glibc, which the interpreter is linked against
+    except (OSError, AttributeError, TypeError):  # musl and macOS have no malloc_trim; Windows no CDLL(None)
         return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
 
 
 MALLOC_TRIM = _malloc_trim()

@@ -193,6 +193,9 @@ class AppliedChanges:
 # 72 bits are still far more than a window needs: a false "already applied" takes a new
 # id whose digest equals one of the profile's last 1,000, odds about 2e-19 per id checked.
 DIGEST_BYTES = 9
+# The BLAKE2b digest size the stored digests are cut from. It must stay 15: the windows of
+# 120-bit digests stored before convert to 72-bit ones only as its prefix.
+FULL_DIGEST_BYTES = 15
 SLOT = 12  # base64 characters per digest, no padding
 # The packed form is stored as a list holding one string with this prefix, so a store reads
 # every form from the same list field: a list of ids (written before the packed form), one
@@ -203,7 +206,7 @@ OLD_PACKED_PREFIX, OLD_SLOT = "blake2b-120:", 20
 
 
 def _digest(value: str) -> str:
-    digest = hashlib.blake2b(value.encode(), digest_size=15).digest()[:DIGEST_BYTES]
+    digest = hashlib.blake2b(value.encode(), digest_size=FULL_DIGEST_BYTES).digest()[:DIGEST_BYTES]
     return base64.b64encode(digest).decode("ascii")
 
 

@@ -19,7 +19,7 @@ from storage.jobs import ProfileChange, SessionChange
 Entity = Literal["profile", "session", "event"]
 
 # Profiles read, changed and written per round trip within a batch. Each holds its windows
-# of applied ids (about 40 KiB when full) a few times over while it is rewritten, and a
+# of applied ids (about 24 KiB when full) a few times over while it is rewritten, and a
 # batch of 500 messages may touch 500 profiles: rounds bound a batch's memory by this many
 # profiles, whatever the batch size (bench/worker_memory.py --batch).
 PROFILES_PER_WRITE = 100
