@@ -4,6 +4,7 @@ every publish in it (the database broker's; /track then answers 503 to each)."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -79,3 +80,65 @@ def test_a_failed_group_commit_fails_every_publish_in_it_and_stores_none_of_them
     assert QueueMessage.objects.count() == 1
     committer.commit([row(99)])  # the committer goes on after a failure
     assert QueueMessage.objects.count() == 2
+
+
+class ScriptedWriter:
+    """Records each group's rows; the transaction numbered `hold` waits for `release`."""
+
+    def __init__(self, *, hold: int) -> None:
+        self.groups: list[list[int]] = []
+        self.hold, self.entered, self.release = hold, threading.Event(), threading.Event()
+        self.during: dict[int, Callable[[], None]] = {}  # run inside the transaction numbered key
+
+    def __call__(self, rows: list[int]) -> None:
+        number = len(self.groups) + 1
+        self.groups.append(list(rows))
+        if number in self.during:
+            self.during[number]()
+        if number == self.hold:
+            self.entered.set()
+            assert self.release.wait(10), "the held transaction was never released"
+
+
+def test_a_publish_whose_rows_are_committed_returns_while_the_next_group_is_written():
+    """The leader wakes the threads of its group itself: none of them waits for the lock of
+    the next group's transaction to learn that its rows are committed."""
+    writer = ScriptedWriter(hold=3)
+    committer = GroupCommitter(writer)
+    with ThreadPoolExecutor(4) as pool:
+        first_held = threading.Event()
+        writer.during[1] = lambda: first_held.wait(10)
+        first = pool.submit(committer.commit, [1])
+        wait_for(lambda: writer.groups, timeout=10, message="the first transaction")
+        second, third = pool.submit(committer.commit, [2]), pool.submit(committer.commit, [3])
+        wait_for(lambda: committer.waiting() == 2, timeout=10, message="two publishes queued")
+        # The second transaction ([2, 3]) waits inside until a fourth publish is queued.
+        fourth: list = []
+        writer.during[2] = lambda: (
+            fourth.append(pool.submit(committer.commit, [4])),
+            wait_for(lambda: committer.waiting() == 1, timeout=10, message="the fourth publish queued"),
+        )
+        first_held.set()
+        assert writer.entered.wait(10), "the third transaction"
+        # [4] is being written and held: both publishes of [2, 3] have already returned.
+        second.result(timeout=10), third.result(timeout=10)
+        assert not fourth[0].done()
+        writer.release.set()
+        first.result(timeout=10), fourth[0].result(timeout=10)
+    assert writer.groups == [[1], [2, 3], [4]]
+
+
+def test_a_group_stops_at_max_group_rows_and_the_next_publish_leads_the_rest(monkeypatch):
+    monkeypatch.setattr("queueing.group_commit.MAX_GROUP_ROWS", 3)
+    writer = ScriptedWriter(hold=1)
+    committer = GroupCommitter(writer)
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(committer.commit, [0])]
+        assert writer.entered.wait(10)
+        futures += [pool.submit(committer.commit, [n]) for n in range(1, 8)]
+        wait_for(lambda: committer.waiting() == 7, timeout=10, message="every publish queued")
+        writer.release.set()
+        for future in futures:
+            future.result(timeout=10)
+    assert [len(group) for group in writer.groups] == [1, 3, 3, 1]
+    assert sorted(n for group in writer.groups for n in group) == list(range(8))
