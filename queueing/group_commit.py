@@ -7,9 +7,9 @@ written, it leads: it writes everything queued (its own rows first, and those of
 threads that queued behind it) in one transaction and marks each with the outcome. Then
 it wakes each thread of its group, which returns without a transaction of its own, and
 hands the lead to the first thread queued since, whose group starts with its own rows.
-Each waiting thread is woken once, and never waits for a group its rows are not in (with
-one lock that every waiter took in turn, a thread whose rows were committed could queue
-behind the next group's transaction and flush: bench/api_ratio.py, queue mode with 10
+Each waiting thread is woken once, and once its rows are committed it waits for no later
+group (with one lock that every waiter took in turn, it could queue behind the next
+group's transaction and flush: bench/api_ratio.py, queue mode with 10
 events, took 0.517 -> 0.541 of the bare endpoint, median of 6 alternating rounds). Nothing
 is answered before its rows are committed, and if the transaction fails every request in
 it fails (/track answers 503 to each). One request at a time costs no hand-off (the
@@ -24,16 +24,19 @@ bench/api_ratio.py measures the publish path it serves.
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.db import DatabaseError
+
 # Rows written by one transaction at most: a bound on the transaction's size and time.
 MAX_GROUP_ROWS = 5000
 
 
-@dataclass
+@dataclass(eq=False)
 class _Pending:
     rows: Sequence[Any]
     # Held until the publishing thread may go on: its rows are committed (done), or it is
@@ -43,24 +46,43 @@ class _Pending:
     error: BaseException | None = None
 
 
+def _own_copy(error: BaseException) -> BaseException:
+    """The group's error for one more thread to raise: an exception object of its own (the
+    original's traceback would be rewritten by every thread raising it), of the same type
+    for an Exception, a DatabaseError (/track answers 503) for an interrupt of the leader."""
+    if not isinstance(error, Exception):
+        copied: BaseException = DatabaseError(f"the group's transaction was interrupted: {error!r}")
+    else:
+        copied = copy.copy(error)
+    copied.__cause__ = error
+    return copied
+
+
 class GroupCommitter:
     """One per process and writer; any publishing thread may lead a group."""
 
     def __init__(self, commit: Callable[[list[Any]], None]) -> None:
         self._commit = commit  # writes the rows in a transaction of its own and commits it
         self._pending: list[_Pending] = []  # in arrival order; the leader's rows first
-        self._lock = threading.Lock()  # guards _pending and _leading
+        self._lock = threading.Lock()  # guards _pending, _leading and _next
         self._leading = False  # a thread is writing a group or about to
+        self._next: _Pending | None = None  # holds the lead, has not taken its group yet
 
     def commit(self, rows: Sequence[Any]) -> None:
         """Returns once `rows` are committed; raises the transaction's error otherwise."""
         pending = _Pending(rows)
         pending.wake.acquire()
-        with self._lock:
-            self._pending.append(pending)
-            lead, self._leading = not self._leading, True
-        if not lead:
-            pending.wake.acquire()  # until a leader committed these rows or hands over
+        try:
+            with self._lock:
+                self._pending.append(pending)
+                lead = not self._leading
+                if lead:
+                    self._leading, self._next = True, pending
+            if not lead:
+                pending.wake.acquire()  # until a leader committed these rows or hands over
+        except BaseException:  # interrupted (a signal in the main thread)
+            self._abandon(pending)
+            raise
         if not pending.done:  # this thread leads: its rows are first in the queue
             self._lead()
         if pending.error is not None:
@@ -78,18 +100,35 @@ class GroupCommitter:
             self._commit([row for pending in group for row in pending.rows])
         except BaseException as exc:  # handed to every publish of the group, which raises it
             error = exc
-        for pending in group:
-            pending.error, pending.done = error, True
+        finally:  # whatever happened, the group is woken and the lead handed on
+            for index, pending in enumerate(group):
+                pending.error = error if index == 0 or error is None else _own_copy(error)
+                pending.done = True
+            with self._lock:
+                following = self._pending[0] if self._pending else None
+                self._leading, self._next = following is not None, following
+            for pending in group[1:]:  # the leader itself is running
+                pending.wake.release()
+            if following is not None:
+                following.wake.release()  # not done: it leads the next group
+
+    def _abandon(self, pending: _Pending) -> None:
+        """A publish gave up before its group was taken (its caller fails): its rows leave
+        the queue (once a leader took them they are committed all the same), and a lead it
+        held goes on to the next in line."""
+        following = None
         with self._lock:
-            following = self._pending[0] if self._pending else None
-            self._leading = following is not None
-        for pending in group[1:]:  # the leader itself is running
-            pending.wake.release()
+            if pending in self._pending:
+                self._pending.remove(pending)
+                if self._next is pending:
+                    following = self._pending[0] if self._pending else None
+                    self._leading, self._next = following is not None, following
         if following is not None:
-            following.wake.release()  # not done: it leads the next group
+            following.wake.release()
 
     def _take_group(self) -> list[_Pending]:
         with self._lock:
+            self._next = None
             size, taken = 0, 0
             for pending in self._pending:
                 if taken and size + len(pending.rows) > MAX_GROUP_ROWS:

@@ -5,14 +5,15 @@ The database broker makes SQLite a store that several processes write to all the
 handler makes a waiting writer sleep 1, 2, 5 ... 100 ms between tries, so under load
 some writers starve for hundreds of milliseconds while others get in. Here each write
 transaction first takes an exclusive flock on `<database>.writelock`, retried after
-0.1 ms growing to at most 0.5 ms (with jitter), so a writer gets in soon after the lock
-is free without spinning. A transaction of /track holds the lock about 0.15 ms (median;
-a few ms when its thread waits for the GIL): with retries growing to 5 ms, a waiter
+0.1 ms growing to 0.5 ms for the first 5 ms of waiting and then to 5 ms (with jitter),
+so a writer gets in soon after the lock is free, and polls less behind a long write. A
+transaction of /track holds the lock about 0.15 ms (median; a few ms when its thread
+waits for the GIL): with retries growing to 5 ms from the start, a waiter
 often slept for milliseconds after the lock was free, and the machine idled while every
-thread of a process waited on its commit (bench/api_ratio.py, queue mode with 10 events,
-alternating A/B rounds: 0.52 -> 0.56 and 0.56 -> 0.59 of the bare endpoint). The wait is bounded by the database timeout
-(DATABASE_TIMEOUT_SECONDS), after which it fails like SQLite's own "database is locked",
-and the API answers 503.
+thread of a process waited on its commit (bench/api_ratio.py, queue mode with 10
+events, alternating A/B rounds: 0.52 -> 0.56 and 0.56 -> 0.59 of the bare endpoint).
+The wait is bounded by the database timeout (DATABASE_TIMEOUT_SECONDS), after which it
+fails like SQLite's own "database is locked", and the API answers 503.
 
 Hand-written (a subclass of Django's own sqlite3 backend) because neither SQLite nor
 Django offers a fair cross-process writer queue or a sync outside the write lock;
@@ -53,7 +54,12 @@ from django.db import OperationalError
 from django.db.backends.sqlite3 import base, creation
 
 FIRST_RETRY_SECONDS = 0.0001
-MAX_RETRY_SECONDS = 0.0005
+# Retries grow to SHORT_RETRY_SECONDS while the wait is shorter than SHORT_WAIT_SECONDS
+# (a /track publish holds the lock for well under that), then to MAX_RETRY_SECONDS
+# (behind a background worker's long store write, fewer wake-ups).
+SHORT_RETRY_SECONDS = 0.0005
+SHORT_WAIT_SECONDS = 0.005
+MAX_RETRY_SECONDS = 0.005
 PRIVATE_FILE_MODE = 0o600
 # The files beside the database: SQLite's write-ahead log and shared memory, and ours.
 COMPANION_SUFFIXES = ("-wal", "-shm", ".writelock")
@@ -96,16 +102,17 @@ def write_lock_timeout(settings_dict: dict) -> float:
 def acquire_write_lock(fd: int, *, timeout: float) -> None:
     """Takes the exclusive flock on `<database>.writelock`, retrying with a growing delay;
     after `timeout` seconds fails as SQLite's own "database is locked" does."""
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
     delay = FIRST_RETRY_SECONDS
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            if time.monotonic() > deadline:
+            waited = time.monotonic() - started
+            if waited > timeout:
                 raise OperationalError("database is locked (write lock timeout)") from None
             time.sleep(delay * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, MAX_RETRY_SECONDS)
+            delay = min(delay * 2, SHORT_RETRY_SECONDS if waited < SHORT_WAIT_SECONDS else MAX_RETRY_SECONDS)
         else:
             return
 
