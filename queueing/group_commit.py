@@ -9,12 +9,12 @@ it wakes each thread of its group, which returns without a transaction of its ow
 hands the lead to the first thread queued since, whose group starts with its own rows.
 Each waiting thread is woken once, and once its rows are committed it waits for no later
 group (with one lock that every waiter took in turn, it could queue behind the next
-group's transaction and flush: bench/api_ratio.py, queue mode with 10
-events, took 0.517 -> 0.541 of the bare endpoint, median of 6 alternating rounds). Nothing
-is answered before its rows are committed, and if the transaction fails every request in
-it fails (/track answers 503 to each). One request at a time costs no hand-off (the
-thread is its own leader); concurrent requests in one process (gunicorn `--threads`)
-share flushes.
+group's transaction and flush: bench/api_ratio.py, queue mode with 10 events, took
+0.517 -> 0.541 of the bare endpoint, median of 6 alternating rounds). Nothing is
+answered before its rows are committed, and if the transaction fails every request in it
+fails (/track answers 503 to each). One request at a time costs no hand-off (the thread
+is its own leader); concurrent requests in one process (gunicorn `--threads`) share
+flushes.
 
 Hand-written because it is a few lines of locking around one transaction, and the
 libraries of the field do this inside their servers (Kafka's producer batching,
