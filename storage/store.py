@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 import base64
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, Literal
@@ -23,6 +23,12 @@ Entity = Literal["profile", "session", "event"]
 # batch of 500 messages may touch 500 profiles: rounds bound a batch's memory by this many
 # profiles, whatever the batch size (bench/worker_memory.py --batch).
 PROFILES_PER_WRITE = 100
+
+
+def write_rounds(ids: Sequence[str]) -> Iterator[Sequence[str]]:
+    """`ids` in slices of PROFILES_PER_WRITE, in order: the rounds of a batch's profile writes."""
+    for begin in range(0, len(ids), PROFILES_PER_WRITE):
+        yield ids[begin : begin + PROFILES_PER_WRITE]
 
 
 class StoreUnavailable(Exception):

@@ -19,7 +19,6 @@ from storage.documents import Applied, apply_changes, group_by_profile, merge_se
 from storage.jobs import ProfileChange, SessionChange
 from storage.models import EventRecord, ProfileRecord, SessionRecord
 from storage.store import (
-    PROFILES_PER_WRITE,
     BrowseFilters,
     DeletedProfile,
     Entity,
@@ -29,6 +28,7 @@ from storage.store import (
     check_browse_filters,
     decode_cursor,
     encode_cursor,
+    write_rounds,
 )
 
 MODELS = {"profile": ProfileRecord, "session": SessionRecord, "event": EventRecord}
@@ -129,10 +129,9 @@ class DatabaseStore(Store):
             return result
         now = timezone.now()
         by_profile = group_by_profile(changes)
-        ids = list(by_profile)
         with transaction.atomic():  # still one transaction: the batch's profiles are written all or none
-            for begin in range(0, len(ids), PROFILES_PER_WRITE):
-                self._write_profiles({i: by_profile[i] for i in ids[begin : begin + PROFILES_PER_WRITE]}, now, result)
+            for ids in write_rounds(list(by_profile)):
+                self._write_profiles({i: by_profile[i] for i in ids}, now, result)
         result.saved = len(by_profile)
         return result
 

@@ -53,7 +53,6 @@ from elasticsearch.serializer import JsonSerializer, OrjsonSerializer
 from storage.documents import Applied, FailedOperation, apply_changes, group_by_profile, merge_session, new_profile
 from storage.jobs import ProfileChange, SessionChange
 from storage.store import (
-    PROFILES_PER_WRITE,
     BrowseFilters,
     DeletedProfile,
     Entity,
@@ -64,6 +63,7 @@ from storage.store import (
     check_browse_filters,
     decode_cursor,
     encode_cursor,
+    write_rounds,
 )
 
 logger = logging.getLogger(__name__)
@@ -336,15 +336,14 @@ class ElasticsearchStore(Store):
         PROFILES_PER_WRITE documents at a time: one mget and one bulk request each, so a
         batch holds that many profiles at once, not every profile it touches."""
         result = SaveResult()
-        unique = list(dict.fromkeys(ids))
-        for begin in range(0, len(unique), PROFILES_PER_WRITE):
-            self._read_modify_write_some(entity, unique[begin : begin + PROFILES_PER_WRITE], update, result)
+        for some in write_rounds(list(dict.fromkeys(ids))):
+            self._read_modify_write_some(entity, some, update, result)
         return result
 
     def _read_modify_write_some(
         self,
         entity: Entity,
-        pending: list[str],
+        pending: Sequence[str],
         update: Callable[[str, dict[str, Any] | None], dict[str, Any] | None],
         result: SaveResult,
     ) -> None:
