@@ -14,7 +14,10 @@ events/s; 1-event requests >= 3 x 239 requests/s; no non-2xx once warm) and the 
 stack against the embedded defaults: a second gunicorn on the embedded defaults (a SQLite
 database of its own) runs beside the first, and each round also sends queue mode and
 default mode with 10 events to it, so each "real vs embedded" ratio compares two figures
-of the same round. `--warmup` first sends every phase, uncounted, until a pass has no
+of the same round. Two more rows say why that ratio is what it is on one machine: the CPU
+time each side's API processes spend per queued request, and that of the real stack's
+servers (Pulsar, Elasticsearch, MariaDB, when devtools/services/ started them), which
+share the cores with the API. `--warmup` first sends every phase, uncounted, until a pass has no
 non-2xx answer (or the warm-up time is used up): the JVMs compile their hot paths, Pulsar
 opens its producers and ledgers, Elasticsearch its indices.
 
@@ -25,16 +28,20 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass, field
 
 from benchlib import (
     THREADS,
     add_common_arguments,
+    cpu_seconds,
     describe_stack,
     figure,
     median,
     prepare,
+    process_tree,
     report,
     run_wrk,
+    service_pids,
     set_workers,
     start_embedded_web,
     start_web,
@@ -58,6 +65,37 @@ EMBEDDED_PHASES = [
     ("embedded: queue mode, 10 events", 10, True),
     ("embedded: default mode, 10 events", 10, False),
 ]
+
+
+# Real stack: the CPU time each process spends per queued request, in these phases.
+CPU_PHASES = ("queue mode, 10 events", "embedded: queue mode, 10 events")
+
+
+@dataclass
+class CpuUse:
+    """CPU seconds of the API's gunicorn processes and of each server during a phase's runs,
+    summed over the rounds, and the 2xx answers they gave."""
+
+    api: float = 0.0
+    servers: dict[str, float] = field(default_factory=dict)
+    ok: float = 0.0
+    _api_pids: list[int] = field(default_factory=list)
+    _before: tuple[float, dict[str, float]] = (0.0, {})
+
+    def start(self, api_pids: list[int]) -> None:
+        self._api_pids = api_pids
+        self._before = (cpu_seconds(api_pids), {name: cpu_seconds([pid]) for name, pid in service_pids().items()})
+
+    def stop(self, ok: float) -> None:
+        api, servers = self._before
+        self.api += cpu_seconds(self._api_pids) - api
+        for name, pid in service_pids().items():
+            if name in servers:
+                self.servers[name] = self.servers.get(name, 0.0) + cpu_seconds([pid]) - servers[name]
+        self.ok += ok
+
+    def per_request_us(self, seconds: float) -> float:
+        return 1e6 * seconds / self.ok if self.ok else float("nan")
 
 
 def phases(url: str, embedded_url: str | None) -> list[tuple[str, str, str, int, bool]]:
@@ -121,10 +159,17 @@ def main() -> None:
         ratios: dict[str, list[float]] = {name: [] for name, *_ in round_phases}
         rates: dict[str, list[float]] = {name: [] for name, *_ in round_phases}
         failures: dict[str, float] = {name: 0 for name, *_ in round_phases}
+        servers = {url: web.pid} | ({embedded_url: embedded_web.pid} if embedded_web is not None else {})
+        cpu: dict[str, CpuUse] = {name: CpuUse() for name in CPU_PHASES}
         for index in range(args.rounds):
             bare = None
             for name, phase_url, path, per_request, queue in round_phases:
+                use = cpu.get(name) if args.stack == "real" else None
+                if use is not None:
+                    use.start(process_tree(servers[phase_url]))
                 stats = run_wrk(phase_url, seconds=args.seconds, per_request=per_request, queue=queue, path=path)
+                if use is not None:
+                    use.stop(stats["ok"])
                 bare = bare or stats["ok_per_second"]
                 rates[name].append(stats["ok_per_second"])
                 ratios[name].append(stats["ok_per_second"] / bare)
@@ -147,7 +192,7 @@ def main() -> None:
                      note=f"{int(failures[name])} non-2xx or socket errors" if failures[name] else "")  # fmt: skip
         rows.append(row)
     if args.stack == "real":
-        rows += real_stack_figures(rates, failures, warm)
+        rows += real_stack_figures(rates, failures, warm) + cpu_figures(cpu)
     report(rows, args.json, rates=rates, bare_per_second=bare_rate)
 
 
@@ -172,6 +217,24 @@ def real_stack_figures(rates, failures, warm) -> list[dict]:
                      f"{int(failures[f'embedded: {name}'])} non-2xx there")  # fmt: skip
         rows.append(row)
     return rows
+
+
+def cpu_figures(cpu: dict[str, CpuUse]) -> list[dict]:
+    """Why a "real vs embedded" ratio is what it is on one machine: the API's own CPU per
+    queued request on each stack, and the servers' (which share the machine's cores)."""
+    real, embedded = (cpu[name] for name in CPU_PHASES)
+    servers = sum(real.servers.values())
+    each = ", ".join(f"{name} {real.per_request_us(used):.0f}" for name, used in real.servers.items())
+    idle = embedded.per_request_us(sum(embedded.servers.values()))
+    return [
+        figure("real vs embedded: API CPU per queued request (us)", real.per_request_us(real.api), "us",
+               baseline=embedded.per_request_us(embedded.api), baseline_label="embedded",
+               note="user + system CPU of each side's gunicorn processes (/proc) per 2xx, queue mode with "
+               "10 events, all rounds; below 1: the API spends less per request on the real stack"),
+        figure("real: servers' CPU per queued request (us)", real.per_request_us(servers), "us",
+               note=f"{each or 'no servers of devtools/services/ found'}; on the same cores as the API. "
+               f"While the embedded side was measured they used {idle:.0f} us per its request"),
+    ]  # fmt: skip
 
 
 if __name__ == "__main__":

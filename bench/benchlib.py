@@ -316,6 +316,37 @@ def rss_mib(pid: int) -> float | None:
     return None
 
 
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User + system CPU time of the processes so far (all their threads), from /proc; a
+    process that is gone counts 0."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+SERVICES = ("pulsar", "elasticsearch", "mariadb")
+
+
+def service_pids() -> dict[str, int]:
+    """The real stack's servers that devtools/services/ started and that still run (from
+    their pid files under SERVICES_VAR, as the scripts write them)."""
+    directory = Path(os.environ.get("SERVICES_VAR", VAR / "services"))
+    found = {}
+    for name in SERVICES:
+        try:
+            pid = int((directory / name / f"{name}.pid").read_text())
+        except (OSError, ValueError):
+            continue
+        if Path(f"/proc/{pid}").exists():
+            found[name] = pid
+    return found
+
+
 def command_line(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
