@@ -59,6 +59,9 @@ PHASES = [
     ("default mode, 1 event", "/track", 1, False, 0.3),
 ]
 
+# Issue 13 sets these targets for the embedded defaults only (queue mode as light as a
+# durable enqueue can be on one machine); on the real stack the row is reported.
+EMBEDDED_ONLY_TARGETS = {"queue mode, 10 events"}
 
 # The embedded defaults beside the real stack (--stack real): (name, events per request, queue).
 EMBEDDED_PHASES = [
@@ -187,9 +190,13 @@ def main() -> None:
         # The median of the rounds' ratios (each against the bare rate of its own round); the
         # value and baseline shown are the medians of the requests/s.
         rate, ratio = median(rates[name]), median(ratios[name])
+        notes = [f"{int(failures[name])} non-2xx or socket errors"] if failures[name] else []
+        if args.stack == "real" and name in EMBEDDED_ONLY_TARGETS:
+            target = None
+            notes.append("reported: issue 13 sets this target for the embedded defaults; the real stack's own "
+                         "are the rows 'real: ...'")  # fmt: skip
         row = figure(f"API {name} (req/s)", rate, "req/s", baseline=bare_rate, baseline_label="bare", ratio=ratio,
-                     target=(">=", target),
-                     note=f"{int(failures[name])} non-2xx or socket errors" if failures[name] else "")  # fmt: skip
+                     target=None if target is None else (">=", target), note="; ".join(notes))  # fmt: skip
         rows.append(row)
     if args.stack == "real":
         rows += real_stack_figures(rates, failures, warm) + cpu_figures(cpu)
