@@ -333,7 +333,9 @@ def cpu_by_pid(pids: Iterable[int]) -> dict[int, float]:
     return found
 
 
-SERVICES = ("pulsar", "elasticsearch", "mariadb")
+# The servers of devtools/services/ and the 127.0.0.1 port each answers on, in the order
+# they are started.
+SERVICES = {"mariadb": 13306, "pulsar": 16650, "elasticsearch": 19200}
 
 
 def service_pids() -> dict[str, int]:

@@ -24,10 +24,9 @@ import subprocess
 import sys
 import time
 
-from benchlib import REAL_STACK, ROOT, VAR, figure, table
+from benchlib import REAL_STACK, ROOT, SERVICES, VAR, figure, table
 
 BENCH = ROOT / "bench"
-SERVICES = {"mariadb": 13306, "pulsar": 16650, "elasticsearch": 19200}
 
 
 def steps(stack: str) -> list[tuple[str, list[str]]]:
