@@ -105,8 +105,7 @@ class GroupCommitter:
                 pending.error = error if index == 0 or error is None else _own_copy(error)
                 pending.done = True
             with self._lock:
-                following = self._pending[0] if self._pending else None
-                self._leading, self._next = following is not None, following
+                following = self._pass_lead()
             for pending in group[1:]:  # the leader itself is running
                 pending.wake.release()
             if following is not None:
@@ -121,10 +120,16 @@ class GroupCommitter:
             if pending in self._pending:
                 self._pending.remove(pending)
                 if self._next is pending:
-                    following = self._pending[0] if self._pending else None
-                    self._leading, self._next = following is not None, following
+                    following = self._pass_lead()
         if following is not None:
             following.wake.release()
+
+    def _pass_lead(self) -> _Pending | None:
+        """Under self._lock: the first publish queued holds the lead now (to be woken by the
+        caller once the lock is released), or no thread leads when none is queued."""
+        following = self._pending[0] if self._pending else None
+        self._leading, self._next = following is not None, following
+        return following
 
     def _take_group(self) -> list[_Pending]:
         with self._lock:
