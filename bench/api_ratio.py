@@ -17,16 +17,20 @@ default mode with 10 events to it, so each "real vs embedded" ratio compares two
 of the same round. Two more rows say why that ratio is what it is on one machine: the CPU
 time each side's API processes spend per queued request, and that of the real stack's
 servers (Pulsar, Elasticsearch, MariaDB, when devtools/services/ started them), which
-share the cores with the API. `--warmup` first sends every phase, uncounted, until a pass has no
-non-2xx answer (or the warm-up time is used up): the JVMs compile their hot paths, Pulsar
-opens its producers and ledgers, Elasticsearch its indices.
+share the cores with the API (`--servers-cpu N` gives them CPU N alone and the API and wrk
+the others, as if the broker and the store ran on a host of their own). `--warmup` first
+sends every phase, uncounted, until a pass has no non-2xx answer (or the warm-up time is
+used up): the JVMs compile their hot paths, Pulsar opens its producers and ledgers,
+Elasticsearch its indices.
 
-    .venv/bin/python bench/api_ratio.py [--rounds 3] [--seconds 5] [--stack real --warmup 30] [--json out.json]
+    .venv/bin/python bench/api_ratio.py [--rounds 3] [--seconds 5] [--stack real --warmup 30 [--servers-cpu 1]]
+                                        [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 from benchlib import (
@@ -37,6 +41,7 @@ from benchlib import (
     describe_stack,
     figure,
     median,
+    pin_servers,
     prepare,
     process_tree,
     report,
@@ -150,9 +155,21 @@ def main() -> None:
         default=0,
         help="seconds of uncounted load first: registers the sessions (returning visitors), warms the JVMs",
     )
+    parser.add_argument(
+        "--servers-cpu",
+        type=int,
+        help="real stack: run its servers on this CPU alone and the API and wrk on the others",
+    )
     add_common_arguments(parser)
     args = parser.parse_args()
+    if args.servers_cpu is not None and args.stack != "real":
+        parser.error("--servers-cpu pins the real stack's servers: run with --stack real")
 
+    pinned = ""
+    if args.servers_cpu is not None:
+        servers = pin_servers(args.servers_cpu)
+        api_cpus = ",".join(map(str, sorted(os.sched_getaffinity(0))))
+        pinned = f"; {', '.join(servers) or 'no server'} on CPU {args.servers_cpu}, API and wrk on CPU {api_cpus}"
     directory = prepare("bench-api", args.stack)
     set_workers(collector=1)  # queue mode needs the collector enabled; it does not run here
     web, url = start_web(directory, options=args.gunicorn, app="bench.bare:application")
@@ -164,7 +181,7 @@ def main() -> None:
             )
         round_phases = phases(url, embedded_url)
         print(f"machine: {describe_stack()}; gunicorn {args.gunicorn} {THREADS}; wrk -t2 -c16; "
-              f"{args.rounds} rounds of {args.seconds}s per phase, alternating")  # fmt: skip
+              f"{args.rounds} rounds of {args.seconds}s per phase, alternating{pinned}")  # fmt: skip
         warm = warm_up(round_phases, args.warmup) if args.warmup else None
         ratios: dict[str, list[float]] = {name: [] for name, *_ in round_phases}
         rates: dict[str, list[float]] = {name: [] for name, *_ in round_phases}
@@ -206,11 +223,11 @@ def main() -> None:
                      target=None if target is None else (">=", target), note="; ".join(notes))  # fmt: skip
         rows.append(row)
     if args.stack == "real":
-        rows += real_stack_figures(rates, failures, warm) + cpu_figures(cpu)
+        rows += real_stack_figures(rates, failures, warm, pinned) + cpu_figures(cpu, pinned)
     report(rows, args.json, rates=rates, bare_per_second=bare_rate)
 
 
-def real_stack_figures(rates, failures, warm) -> list[dict]:
+def real_stack_figures(rates, failures, warm, pinned: str) -> list[dict]:
     rows = [
         figure("real: queue mode, 10 events (events/s)", median(rates["queue mode, 10 events"]) * 10, "events/s",
                target=(">=", 5000)),
@@ -228,12 +245,12 @@ def real_stack_figures(rates, failures, warm) -> list[dict]:
                      baseline_label="embedded", target=(">=", 1),
                      ratio=median([real / own for real, own in zip(rates[name], embedded, strict=True)]),
                      note="the embedded defaults on a gunicorn of their own beside the real stack's, same rounds; "
-                     f"{int(failures[f'embedded: {name}'])} non-2xx there")  # fmt: skip
+                     f"{int(failures[f'embedded: {name}'])} non-2xx there{pinned}")  # fmt: skip
         rows.append(row)
     return rows
 
 
-def cpu_figures(cpu: dict[str, CpuUse]) -> list[dict]:
+def cpu_figures(cpu: dict[str, CpuUse], pinned: str) -> list[dict]:
     """Why a "real vs embedded" ratio is what it is on one machine: the API's own CPU per
     queued request on each stack, and the servers' (which share the machine's cores)."""
     real, embedded = (cpu[name] for name in CPU_PHASES)
@@ -251,8 +268,9 @@ def cpu_figures(cpu: dict[str, CpuUse]) -> list[dict]:
                "10 events, summed over all rounds; below 1: the API spends less per request on the real stack"),
         figure("real: servers' CPU per queued request (us)",
                real.per_request_us(sum(real.servers.values())) if real.servers else float("nan"), "us",
-               note=f"{found}; on the same cores as the API. While the embedded side was measured they used "
-               f"{background:.0f} us per its request (at most their background work)"),
+               note=f"{found}; on {'a CPU of their own' if pinned else 'the same cores as the API'}. While the "
+               f"embedded side was measured they used {background:.0f} us per its request (at most their "
+               "background work)"),
     ]  # fmt: skip
 
 

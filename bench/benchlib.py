@@ -353,6 +353,37 @@ def service_pids() -> dict[str, int]:
     return found
 
 
+def pin_servers(cpu: int) -> dict[str, int]:
+    """Gives the real stack's servers (service_pids) CPU `cpu` alone and this process, and
+    so whatever it starts from now on (the API, wrk), the others: the broker and the store
+    on a core of their own, as on hosts of their own. Every thread of a server is moved
+    (threads it starts later inherit the affinity of the thread that starts them); at exit
+    every thread it then has gets the server's affinity of before. Returns the servers."""
+    ours = os.sched_getaffinity(0)
+    if cpu not in ours or len(ours) < 2:
+        raise SystemExit(f"bench: cannot give CPU {cpu} to the servers: this process runs on CPUs {sorted(ours)}")
+    servers = service_pids()
+    before = {pid: os.sched_getaffinity(pid) for pid in servers.values()}
+
+    def set_threads(pid: int, cpus: set[int]) -> None:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                os.sched_setaffinity(int(task.name), cpus)
+            except OSError:  # the thread ended meanwhile
+                continue
+
+    def restore() -> None:
+        for pid, cpus in before.items():
+            if Path(f"/proc/{pid}").exists():
+                set_threads(pid, cpus)
+
+    for pid in servers.values():
+        set_threads(pid, {cpu})
+    atexit.register(restore)
+    os.sched_setaffinity(0, ours - {cpu})
+    return servers
+
+
 def command_line(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
