@@ -30,7 +30,6 @@ Elasticsearch its indices.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 from benchlib import (
@@ -38,6 +37,7 @@ from benchlib import (
     THREADS,
     add_common_arguments,
     cpu_by_pid,
+    cpu_list,
     describe_stack,
     figure,
     median,
@@ -167,9 +167,8 @@ def main() -> None:
 
     pinned = ""
     if args.servers_cpu is not None:
-        servers = pin_servers(args.servers_cpu)
-        api_cpus = ",".join(map(str, sorted(os.sched_getaffinity(0))))
-        pinned = f"; {', '.join(servers) or 'no server'} on CPU {args.servers_cpu}, API and wrk on CPU {api_cpus}"
+        pin_servers(args.servers_cpu)
+        pinned = f"; the servers on CPU {args.servers_cpu}, the API and wrk on CPU {cpu_list(0)}"
     directory = prepare("bench-api", args.stack)
     set_workers(collector=1)  # queue mode needs the collector enabled; it does not run here
     web, url = start_web(directory, options=args.gunicorn, app="bench.bare:application")
@@ -181,7 +180,7 @@ def main() -> None:
             )
         round_phases = phases(url, embedded_url)
         print(f"machine: {describe_stack()}; gunicorn {args.gunicorn} {THREADS}; wrk -t2 -c16; "
-              f"{args.rounds} rounds of {args.seconds}s per phase, alternating{pinned}")  # fmt: skip
+              f"{args.rounds} rounds of {args.seconds}s per phase, alternating")  # fmt: skip
         warm = warm_up(round_phases, args.warmup) if args.warmup else None
         ratios: dict[str, list[float]] = {name: [] for name, *_ in round_phases}
         rates: dict[str, list[float]] = {name: [] for name, *_ in round_phases}
@@ -227,7 +226,9 @@ def main() -> None:
     report(rows, args.json, rates=rates, bare_per_second=bare_rate)
 
 
-def real_stack_figures(rates, failures, warm, pinned: str) -> list[dict]:
+def real_stack_figures(
+    rates: dict[str, list[float]], failures: dict[str, float], warm: tuple[int, float] | None, pinned: str
+) -> list[dict]:
     rows = [
         figure("real: queue mode, 10 events (events/s)", median(rates["queue mode, 10 events"]) * 10, "events/s",
                target=(">=", 5000)),

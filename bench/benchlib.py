@@ -179,10 +179,23 @@ def describe_stack() -> str:
     from django.conf import settings
 
     database = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
+    cpus = os.sched_getaffinity(0)
+    # Where the figures ran: bench/api_ratio.py --servers-cpu moves these, or a killed run left them so.
+    placed = [f"{name} on CPU {cpu_list(pid)}" for name, pid in service_pids().items() if cpu_list(pid) != cpu_list(0)]
     return (
         f"{os.cpu_count()} cores; database {database}; broker {settings.QUEUE_BACKEND}; "
         f"store {settings.STORE_BACKEND}; tenant {settings.TENANT}"
+        + (f"; this process and what it starts on CPU {cpu_list(0)}" if len(cpus) < (os.cpu_count() or 1) else "")
+        + "".join(f"; {each}" for each in placed)
     )
+
+
+def cpu_list(pid: int) -> str:
+    """The CPUs process `pid` (0: this one) may run on, as "0,1"; "?" if it has ended."""
+    try:
+        return ",".join(map(str, sorted(os.sched_getaffinity(pid))))
+    except ProcessLookupError:
+        return "?"
 
 
 def set_workers(**enabled: int) -> None:
@@ -353,23 +366,27 @@ def service_pids() -> dict[str, int]:
     return found
 
 
-def pin_servers(cpu: int) -> dict[str, int]:
+def pin_servers(cpu: int) -> None:
     """Gives the real stack's servers (service_pids) CPU `cpu` alone and this process, and
     so whatever it starts from now on (the API, wrk), the others: the broker and the store
     on a core of their own, as on hosts of their own. Every thread of a server is moved
-    (threads it starts later inherit the affinity of the thread that starts them); at exit
-    every thread it then has gets the server's affinity of before. Returns the servers."""
+    (threads it starts later inherit the affinity of the thread that starts them); at exit,
+    SIGTERM included, every thread it then has gets back the affinity its main thread had.
+    A server left pinned by a killed run shows in describe_stack()."""
     ours = os.sched_getaffinity(0)
     if cpu not in ours or len(ours) < 2:
         raise SystemExit(f"bench: cannot give CPU {cpu} to the servers: this process runs on CPUs {sorted(ours)}")
     servers = service_pids()
+    missing = [name for name in SERVICES if name not in servers]
+    if missing:
+        raise SystemExit(f"bench: not running from devtools/services/, so not pinned: {', '.join(missing)}")
     before = {pid: os.sched_getaffinity(pid) for pid in servers.values()}
 
     def set_threads(pid: int, cpus: set[int]) -> None:
         for task in Path(f"/proc/{pid}/task").iterdir():
             try:
                 os.sched_setaffinity(int(task.name), cpus)
-            except OSError:  # the thread ended meanwhile
+            except ProcessLookupError:  # the thread ended meanwhile
                 continue
 
     def restore() -> None:
@@ -377,11 +394,12 @@ def pin_servers(cpu: int) -> dict[str, int]:
             if Path(f"/proc/{pid}").exists():
                 set_threads(pid, cpus)
 
-    for pid in servers.values():
-        set_threads(pid, {cpu})
     atexit.register(restore)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # runs restore() too
+    for _ in range(2):  # the second pass takes threads started during the first
+        for pid in servers.values():
+            set_threads(pid, {cpu})
     os.sched_setaffinity(0, ours - {cpu})
-    return servers
 
 
 def command_line(pid: int) -> str:
