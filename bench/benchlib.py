@@ -179,13 +179,17 @@ def describe_stack() -> str:
     from django.conf import settings
 
     database = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
-    cpus = os.sched_getaffinity(0)
+    ours = cpu_list(0)
     # Where the figures ran: bench/api_ratio.py --servers-cpu moves these, or a killed run left them so.
-    placed = [f"{name} on CPU {cpu_list(pid)}" for name, pid in service_pids().items() if cpu_list(pid) != cpu_list(0)]
+    placed = [f"{name} on CPU {cpus}" for name, pid in service_pids().items() if (cpus := cpu_list(pid)) != ours]
     return (
         f"{os.cpu_count()} cores; database {database}; broker {settings.QUEUE_BACKEND}; "
         f"store {settings.STORE_BACKEND}; tenant {settings.TENANT}"
-        + (f"; this process and what it starts on CPU {cpu_list(0)}" if len(cpus) < (os.cpu_count() or 1) else "")
+        + (
+            f"; this process and what it starts on CPU {ours}"
+            if len(os.sched_getaffinity(0)) < (os.cpu_count() or 1)
+            else ""
+        )
         + "".join(f"; {each}" for each in placed)
     )
 
